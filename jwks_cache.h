@@ -1,0 +1,85 @@
+/*
+ * JWKS cache: fetches a Teleport proxy's JWKS with libcurl, shares it between
+ * all child processes through an httpd socache provider, rate-limits forced
+ * refreshes across the server, and keeps the parsed key set per process.
+ *
+ * This unit knows fetching, the socache and the shared refresh state.  It
+ * knows nothing of claims or authorization.
+ */
+#ifndef TELEPORT_JWKS_CACHE_H
+#define TELEPORT_JWKS_CACHE_H
+
+#include "httpd.h"
+#include "http_config.h"
+#include "jwt_verify.h"
+
+/* Largest JWKS document accepted from a proxy or a file, in bytes.  A
+ * Teleport JWKS lists one or two keys per signature suite, each twice
+ * (with and without "kid"): about 2 KB for RSA-2048. */
+#define TELEPORT_JWKS_MAX_BYTES (64 * 1024)
+
+/* Length of the binary digest that identifies a key source. */
+#define TELEPORT_SOURCE_ID_LEN 32
+
+/* Where a location's keys come from: a JWKS URL, fixed at config time. */
+typedef struct {
+    const char *url;
+    unsigned char id[TELEPORT_SOURCE_ID_LEN]; /* SHA-256 of url */
+    int allow_plain_http;                      /* loopback http:// URL */
+} teleport_key_source;
+
+/* How a location fetches and refreshes its keys. */
+typedef struct {
+    const char *ca_file;              /* NULL: the system CA bundle */
+    apr_interval_time_t fetch_timeout;
+    apr_interval_time_t max_age;      /* refresh keys older than this */
+    apr_interval_time_t min_refresh;  /* at most one fetch per interval */
+} teleport_fetch_options;
+
+/* A parsed key set with a reference count; opaque. */
+typedef struct teleport_keys teleport_keys;
+
+const teleport_keyset *teleport_keys_set(const teleport_keys *keys);
+
+/*
+ * Build the key source for a proxy URL given to TeleportProxyURL.  Returns
+ * an error string naming the value, or NULL.
+ */
+const char *teleport_key_source_create(apr_pool_t *p, const char *proxy_url,
+                                       teleport_key_source **source);
+
+/*
+ * Read and parse a static JWKS file.  The keys live as long as pool p.
+ * Returns an error string naming the file, or NULL; *skipped and
+ * skip_detail tell about unusable entries for a startup warning.
+ */
+const char *teleport_keys_load_file(apr_pool_t *p, const char *path,
+                                    teleport_keys **keys, int *skipped,
+                                    const char **skip_detail);
+
+/* TeleportCache "provider[:args]": look the provider up and create its
+ * instance.  Returns an error string naming the value, or NULL. */
+const char *teleport_cache_configure(cmd_parms *cmd, const char *spec);
+
+/* Hook helpers, called from the module's hooks of the same names. */
+void teleport_cache_pre_config(apr_pool_t *pconf);
+const char *teleport_cache_check_config(apr_pool_t *pconf);
+int teleport_cache_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
+                               server_rec *s);
+void teleport_cache_child_init(apr_pool_t *pchild, server_rec *s);
+
+/*
+ * Return the current keys of source for request r, fetching them when none
+ * are cached, when they are older than options->max_age, or when
+ * force_refresh is set (an unknown "kid"); every fetch is subject to
+ * options->min_refresh across all children.  The keys stay valid until
+ * r->pool is cleared.  NULL means no usable keys; *retry_after then holds
+ * the seconds until the next fetch may run.
+ */
+teleport_keys *teleport_keys_acquire(request_rec *r,
+                                     const teleport_key_source *source,
+                                     const teleport_fetch_options *options,
+                                     int force_refresh,
+                                     apr_interval_time_t *retry_after);
+
+#endif /* TELEPORT_JWKS_CACHE_H */

@@ -1,0 +1,877 @@
+/*
+ * mod_auth_teleport: "AuthType Teleport" for Apache httpd 2.4.
+ *
+ * Teleport Application Access forwards each request with a JWT in the
+ * Teleport-Jwt-Assertion header, signed by the cluster's JWT CA.  This module
+ * verifies that assertion against the keys the Teleport proxy publishes at
+ * /.well-known/jwks.json, checks its registered claims, and sets r->user and
+ * TELEPORT_* environment variables, so that httpd's own Require rules and
+ * the application behind it can rely on the identity.
+ */
+#include "httpd.h"
+#include "http_config.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "mod_auth.h"
+
+#include "apr_lib.h"
+#include "apr_strings.h"
+
+#include "jwks_cache.h"
+#include "jwt_verify.h"
+
+#include <string.h>
+
+module AP_MODULE_DECLARE_DATA auth_teleport_module;
+
+#define AUTH_TYPE_NAME "Teleport"
+#define DEFAULT_HEADER "Teleport-Jwt-Assertion"
+#define DEFAULT_USER_CLAIM "username"
+#define DEFAULT_CLOCK_SKEW apr_time_from_sec(60)
+#define DEFAULT_FETCH_TIMEOUT apr_time_from_sec(5)
+#define DEFAULT_MAX_AGE apr_time_from_sec(3600)
+#define DEFAULT_MIN_REFRESH apr_time_from_sec(60)
+#define MAX_CLOCK_SKEW apr_time_from_sec(86400)
+#define MAX_FETCH_TIMEOUT apr_time_from_sec(300)
+
+typedef struct {
+    const teleport_key_source *source;  /* keys from a proxy URL, or */
+    teleport_keys *file_keys;           /* keys from a JWKS file */
+    const char *source_directive;       /* which one this section set */
+    int source_set;
+
+    apr_array_header_t *audiences;      /* const char *; empty: no check */
+    int audiences_set;
+    const char *issuer;
+    int issuer_set;
+    unsigned algorithms;
+    int algorithms_set;
+    apr_interval_time_t clock_skew;
+    int clock_skew_set;
+    const char *header;
+    int header_set;
+    const char *user_claim;
+    int user_claim_set;
+    const char *ca_file;
+    int ca_file_set;
+    apr_interval_time_t fetch_timeout;
+    int fetch_timeout_set;
+    apr_interval_time_t max_age;
+    int max_age_set;
+    apr_interval_time_t min_refresh;
+    int min_refresh_set;
+} teleport_dir_conf;
+
+/* Config creation and merging */
+
+static void *create_dir_conf(apr_pool_t *p, char *dir)
+{
+    teleport_dir_conf *conf = apr_pcalloc(p, sizeof(*conf));
+
+    (void)dir;
+    conf->audiences = apr_array_make(p, 2, sizeof(const char *));
+    conf->algorithms = TELEPORT_ALG_DEFAULT;
+    conf->clock_skew = DEFAULT_CLOCK_SKEW;
+    conf->header = DEFAULT_HEADER;
+    conf->user_claim = DEFAULT_USER_CLAIM;
+    conf->fetch_timeout = DEFAULT_FETCH_TIMEOUT;
+    conf->max_age = DEFAULT_MAX_AGE;
+    conf->min_refresh = DEFAULT_MIN_REFRESH;
+    return conf;
+}
+
+#define MERGE(field) \
+    conf->field = add->field##_set ? add->field : base->field; \
+    conf->field##_set = add->field##_set || base->field##_set
+
+static void *merge_dir_conf(apr_pool_t *p, void *base_conf, void *add_conf)
+{
+    teleport_dir_conf *base = base_conf;
+    teleport_dir_conf *add = add_conf;
+    teleport_dir_conf *conf = apr_pcalloc(p, sizeof(*conf));
+
+    conf->source = add->source_set ? add->source : base->source;
+    conf->file_keys = add->source_set ? add->file_keys : base->file_keys;
+    conf->source_directive = add->source_set ? add->source_directive
+                                             : base->source_directive;
+    conf->source_set = add->source_set || base->source_set;
+    MERGE(audiences);
+    MERGE(issuer);
+    MERGE(algorithms);
+    MERGE(clock_skew);
+    MERGE(header);
+    MERGE(user_claim);
+    MERGE(ca_file);
+    MERGE(fetch_timeout);
+    MERGE(max_age);
+    MERGE(min_refresh);
+    return conf;
+}
+
+/* Directive handlers */
+
+/* Parse a duration in seconds (units as for httpd's timeouts: ms, s, mi,
+ * hr) that must lie within [minimum, maximum]. */
+static const char *set_duration(cmd_parms *cmd, const char *arg,
+                                apr_interval_time_t minimum,
+                                apr_interval_time_t maximum,
+                                apr_interval_time_t *value, int *set)
+{
+    apr_interval_time_t parsed;
+
+    if (arg[0] == '\0' || arg[0] == '-' || !apr_isdigit(arg[0])
+        || ap_timeout_parameter_parse(arg, &parsed, "s") != APR_SUCCESS) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a non-negative "
+                            "number of seconds", cmd->cmd->name, arg);
+    }
+    if (parsed < minimum || parsed > maximum) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is out of range (%"
+                            APR_TIME_T_FMT " to %" APR_TIME_T_FMT " s)",
+                            cmd->cmd->name, arg, apr_time_sec(minimum),
+                            apr_time_sec(maximum));
+    }
+    *value = parsed;
+    *set = 1;
+    return NULL;
+}
+
+static const char *claim_source(cmd_parms *cmd, teleport_dir_conf *conf)
+{
+    if (conf->source_directive != NULL
+        && strcmp(conf->source_directive, cmd->cmd->name) != 0) {
+        return apr_psprintf(cmd->pool, "%s: %s is already set in this "
+                            "context; use one key source", cmd->cmd->name,
+                            conf->source_directive);
+    }
+    conf->source_directive = cmd->cmd->name;
+    conf->source_set = 1;
+    return NULL;
+}
+
+/* Set at config time when some location fetches keys from a URL, so that
+ * the socache is created; reset by pre_config for every generation. */
+static int url_sources_configured;
+
+static const char *set_proxy_url(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    teleport_dir_conf *conf = dconf;
+    teleport_key_source *source;
+    const char *error = claim_source(cmd, conf);
+
+    if (error != NULL) {
+        return error;
+    }
+    error = teleport_key_source_create(cmd->pool, arg, &source);
+    if (error != NULL) {
+        return apr_pstrcat(cmd->pool, "TeleportProxyURL: ", error, NULL);
+    }
+    conf->source = source;
+    conf->file_keys = NULL;
+    url_sources_configured = 1;
+    return NULL;
+}
+
+static const char *set_jwks_file(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    teleport_dir_conf *conf = dconf;
+    const char *path = ap_server_root_relative(cmd->pool, arg);
+    const char *skip_detail = NULL;
+    const char *error = claim_source(cmd, conf);
+    int skipped = 0;
+
+    if (error != NULL) {
+        return error;
+    }
+    if (path == NULL) {
+        return apr_psprintf(cmd->pool, "TeleportJWKSFile: invalid path '%s'",
+                            arg);
+    }
+    error = teleport_keys_load_file(cmd->pool, path, &conf->file_keys,
+                                    &skipped, &skip_detail);
+    if (error != NULL) {
+        return apr_pstrcat(cmd->pool, "TeleportJWKSFile: ", error, NULL);
+    }
+    if (skipped > 0) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, cmd->server,
+                     "TLP020: TeleportJWKSFile %s: skipped %d unusable "
+                     "key(s), the first because %s", path, skipped,
+                     skip_detail);
+    }
+    conf->source = NULL;
+    return NULL;
+}
+
+static const char *add_audience(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    teleport_dir_conf *conf = dconf;
+
+    if (arg[0] == '\0') {
+        return "TeleportAudience: an audience must not be empty";
+    }
+    if (!conf->audiences_set) {
+        conf->audiences = apr_array_make(cmd->pool, 2, sizeof(const char *));
+        conf->audiences_set = 1;
+    }
+    APR_ARRAY_PUSH(conf->audiences, const char *) = arg;
+    return NULL;
+}
+
+static const char *set_issuer(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    teleport_dir_conf *conf = dconf;
+
+    (void)cmd;
+    if (arg[0] == '\0') {
+        return "TeleportIssuer: the issuer must not be empty";
+    }
+    conf->issuer = arg;
+    conf->issuer_set = 1;
+    return NULL;
+}
+
+static const char *add_algorithm(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    teleport_dir_conf *conf = dconf;
+    unsigned algorithm = teleport_alg_from_name(arg);
+
+    if (strcasecmp(arg, "none") == 0) {
+        return "TeleportAlgorithms: 'none' would accept unsigned tokens";
+    }
+    if (strncasecmp(arg, "HS", 2) == 0) {
+        return apr_psprintf(cmd->pool, "TeleportAlgorithms: '%s' is an HMAC "
+                            "algorithm, which cannot be verified with a "
+                            "public key", arg);
+    }
+    if (algorithm == 0) {
+        return apr_psprintf(cmd->pool, "TeleportAlgorithms: unknown "
+                            "algorithm '%s' (supported: RS256 RS384 RS512 "
+                            "PS256 PS384 PS512 ES256 ES384 ES512 EdDSA)", arg);
+    }
+    if (!conf->algorithms_set) {
+        conf->algorithms = 0;
+        conf->algorithms_set = 1;
+    }
+    conf->algorithms |= algorithm;
+    return NULL;
+}
+
+static const char *set_clock_skew(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    teleport_dir_conf *conf = dconf;
+
+    return set_duration(cmd, arg, 0, MAX_CLOCK_SKEW, &conf->clock_skew,
+                        &conf->clock_skew_set);
+}
+
+static const char *set_header(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    teleport_dir_conf *conf = dconf;
+    const char *end = ap_scan_http_token(arg);
+
+    if (arg[0] == '\0' || *end != '\0') {
+        return apr_psprintf(cmd->pool, "TeleportHeader: '%s' is not a valid "
+                            "header field name", arg);
+    }
+    conf->header = arg;
+    conf->header_set = 1;
+    return NULL;
+}
+
+static const char *set_user_claim(cmd_parms *cmd, void *dconf,
+                                  const char *arg)
+{
+    teleport_dir_conf *conf = dconf;
+
+    (void)cmd;
+    if (arg[0] == '\0') {
+        return "TeleportUserClaim: the claim name must not be empty";
+    }
+    conf->user_claim = arg;
+    conf->user_claim_set = 1;
+    return NULL;
+}
+
+static const char *set_ca_file(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    teleport_dir_conf *conf = dconf;
+    const char *path = ap_server_root_relative(cmd->pool, arg);
+    apr_file_t *file;
+    apr_status_t rv;
+
+    if (path == NULL) {
+        return apr_psprintf(cmd->pool, "TeleportCAFile: invalid path '%s'",
+                            arg);
+    }
+    rv = apr_file_open(&file, path, APR_FOPEN_READ, APR_OS_DEFAULT,
+                       cmd->temp_pool);
+    if (rv != APR_SUCCESS) {
+        return apr_psprintf(cmd->pool, "TeleportCAFile: cannot read '%s': "
+                            "%pm", path, &rv);
+    }
+    apr_file_close(file);
+    conf->ca_file = path;
+    conf->ca_file_set = 1;
+    return NULL;
+}
+
+static const char *set_fetch_timeout(cmd_parms *cmd, void *dconf,
+                                     const char *arg)
+{
+    teleport_dir_conf *conf = dconf;
+
+    return set_duration(cmd, arg, apr_time_from_msec(1), MAX_FETCH_TIMEOUT,
+                        &conf->fetch_timeout, &conf->fetch_timeout_set);
+}
+
+static const char *set_max_age(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    teleport_dir_conf *conf = dconf;
+
+    return set_duration(cmd, arg, apr_time_from_sec(1),
+                        apr_time_from_sec(30 * 86400), &conf->max_age,
+                        &conf->max_age_set);
+}
+
+static const char *set_min_refresh(cmd_parms *cmd, void *dconf,
+                                   const char *arg)
+{
+    teleport_dir_conf *conf = dconf;
+
+    return set_duration(cmd, arg, 0, apr_time_from_sec(86400),
+                        &conf->min_refresh, &conf->min_refresh_set);
+}
+
+static const char *set_cache(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const char *error = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    (void)dconf;
+    if (error != NULL) {
+        return error;
+    }
+    return teleport_cache_configure(cmd, arg);
+}
+
+#define DIRECTIVE_CONTEXT (RSRC_CONF | ACCESS_CONF)
+
+static const command_rec teleport_commands[] = {
+    AP_INIT_TAKE1("TeleportProxyURL", set_proxy_url, NULL, DIRECTIVE_CONTEXT,
+                  "Teleport proxy public address; keys come from "
+                  "URL/.well-known/jwks.json"),
+    AP_INIT_TAKE1("TeleportJWKSFile", set_jwks_file, NULL, DIRECTIVE_CONTEXT,
+                  "JWKS file to verify tokens with instead of fetching"),
+    AP_INIT_ITERATE("TeleportAudience", add_audience, NULL, DIRECTIVE_CONTEXT,
+                    "Accepted 'aud' values (the application's URI in "
+                    "Teleport)"),
+    AP_INIT_TAKE1("TeleportIssuer", set_issuer, NULL, DIRECTIVE_CONTEXT,
+                  "Required 'iss' value (the Teleport cluster name)"),
+    AP_INIT_ITERATE("TeleportAlgorithms", add_algorithm, NULL,
+                    DIRECTIVE_CONTEXT,
+                    "Accepted signature algorithms (default RS256 ES256)"),
+    AP_INIT_TAKE1("TeleportClockSkew", set_clock_skew, NULL,
+                  DIRECTIVE_CONTEXT,
+                  "Leeway for exp, nbf and iat in seconds (default 60)"),
+    AP_INIT_TAKE1("TeleportHeader", set_header, NULL, DIRECTIVE_CONTEXT,
+                  "Request header carrying the token (default "
+                  "Teleport-Jwt-Assertion; Authorization means Bearer)"),
+    AP_INIT_TAKE1("TeleportUserClaim", set_user_claim, NULL,
+                  DIRECTIVE_CONTEXT,
+                  "Claim that becomes the user name (default username)"),
+    AP_INIT_TAKE1("TeleportCAFile", set_ca_file, NULL, DIRECTIVE_CONTEXT,
+                  "CA bundle for the Teleport proxy's certificate"),
+    AP_INIT_TAKE1("TeleportFetchTimeout", set_fetch_timeout, NULL,
+                  DIRECTIVE_CONTEXT,
+                  "Connect and total timeout of a JWKS fetch in seconds "
+                  "(default 5)"),
+    AP_INIT_TAKE1("TeleportJWKSMaxAge", set_max_age, NULL, DIRECTIVE_CONTEXT,
+                  "Refresh keys older than this many seconds (default 3600)"),
+    AP_INIT_TAKE1("TeleportJWKSMinRefresh", set_min_refresh, NULL,
+                  DIRECTIVE_CONTEXT,
+                  "At most one JWKS fetch per URL in this many seconds "
+                  "(default 60)"),
+    AP_INIT_TAKE1("TeleportCache", set_cache, NULL, RSRC_CONF,
+                  "socache provider[:arguments] shared by all children "
+                  "(default shmcb)"),
+    { NULL }
+};
+
+
+/* Startup checks */
+
+static const char *const source_directives[] = {
+    "TeleportProxyURL", "TeleportJWKSFile", NULL
+};
+static const char *const audience_directives[] = { "TeleportAudience", NULL };
+
+/* Return 1 when one of names is set in the directive list at node or below
+ * it; <VirtualHost> sections are skipped when skip_vhosts is set. */
+static int scope_sets(const ap_directive_t *node, const char *const *names,
+                      int skip_vhosts)
+{
+    const char *const *name;
+
+    for (; node != NULL; node = node->next) {
+        for (name = names; *name != NULL; name++) {
+            if (strcasecmp(node->directive, *name) == 0) {
+                return 1;
+            }
+        }
+        if (skip_vhosts && strcasecmp(node->directive, "<VirtualHost") == 0) {
+            continue;
+        }
+        if (scope_sets(node->first_child, names, skip_vhosts)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Return 1 when names are set where they can reach the section holding
+ * node: in its <VirtualHost>, or in the main server outside any vhost. */
+static int reachable(const ap_directive_t *node, const char *const *names)
+{
+    const ap_directive_t *vhost = node->parent;
+
+    while (vhost != NULL
+           && strcasecmp(vhost->directive, "<VirtualHost") != 0) {
+        vhost = vhost->parent;
+    }
+    if (vhost != NULL && scope_sets(vhost->first_child, names, 0)) {
+        return 1;
+    }
+    return scope_sets(ap_conftree, names, 1);
+}
+
+static int is_teleport_auth_type(apr_pool_t *p, const ap_directive_t *node)
+{
+    const char *args = node->args;
+
+    return strcasecmp(node->directive, "AuthType") == 0
+           && strcasecmp(ap_getword_conf(p, &args), AUTH_TYPE_NAME) == 0;
+}
+
+/* Check every "AuthType Teleport" for a key source and an audience.
+ * Returns the number of errors logged. */
+static int check_auth_types(apr_pool_t *p, const ap_directive_t *node,
+                            server_rec *s)
+{
+    int errors = 0;
+
+    for (; node != NULL; node = node->next) {
+        errors += check_auth_types(p, node->first_child, s);
+        if (!is_teleport_auth_type(p, node)) {
+            continue;
+        }
+        if (!reachable(node, source_directives)) {
+            ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, s,
+                         "TLP021: AuthType Teleport at %s:%d has no key "
+                         "source: set TeleportProxyURL or TeleportJWKSFile",
+                         node->filename, node->line_num);
+            errors++;
+        }
+        else if (!reachable(node, audience_directives)) {
+            ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_WARNING, 0, s,
+                         "TLP022: AuthType Teleport at %s:%d sets no "
+                         "TeleportAudience, so it accepts tokens issued for "
+                         "any application of the cluster", node->filename,
+                         node->line_num);
+        }
+    }
+    return errors;
+}
+
+/* Request handling */
+
+static int is_teleport_request(request_rec *r)
+{
+    const char *type = ap_auth_type(r);
+
+    return type != NULL && strcasecmp(type, AUTH_TYPE_NAME) == 0;
+}
+
+static int uses_authorization_header(const teleport_dir_conf *conf)
+{
+    return strcasecmp(conf->header, "Authorization") == 0;
+}
+
+/* Add the challenge that RFC 9110 section 11.6.1 requires with a 401. */
+static void set_challenge(request_rec *r, const teleport_dir_conf *conf)
+{
+    const char *scheme = uses_authorization_header(conf) ? "Bearer"
+                                                         : AUTH_TYPE_NAME;
+    const char *realm = ap_auth_name(r);
+    const char *field = r->proxyreq == PROXYREQ_PROXY ? "Proxy-Authenticate"
+                                                      : "WWW-Authenticate";
+
+    if (realm != NULL) {
+        scheme = apr_psprintf(r->pool, "%s realm=\"%s\"", scheme,
+                              ap_escape_quotes(r->pool, realm));
+    }
+    apr_table_setn(r->err_headers_out, field, scheme);
+}
+
+static int reject(request_rec *r, const teleport_dir_conf *conf,
+                  const char *reason, const char *kid, const char *detail)
+{
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                  "TLP030: token rejected: reason=%s kid=\"%s\" uri=%s: %s",
+                  reason, kid, ap_escape_logitem(r->pool, r->uri), detail);
+    apr_table_setn(r->notes, "teleport-reason", reason);
+    set_challenge(r, conf);
+    return HTTP_UNAUTHORIZED;
+}
+
+static int unavailable(request_rec *r, const teleport_dir_conf *conf,
+                       apr_interval_time_t retry_after)
+{
+    apr_time_t seconds;
+
+    if (retry_after <= 0) {
+        retry_after = conf->min_refresh;
+    }
+    seconds = apr_time_sec(retry_after + apr_time_from_sec(1) - 1);
+    if (seconds < 1) {
+        seconds = 1;
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                  "TLP031: no usable keys from %s for uri=%s; answering 503 "
+                  "until a JWKS fetch succeeds", conf->source->url,
+                  ap_escape_logitem(r->pool, r->uri));
+    apr_table_setn(r->notes, "teleport-reason", "no_keys");
+    apr_table_setn(r->err_headers_out, "Retry-After",
+                   apr_psprintf(r->pool, "%" APR_TIME_T_FMT, seconds));
+    return HTTP_SERVICE_UNAVAILABLE;
+}
+
+typedef enum {
+    ASSERTION_ABSENT,
+    ASSERTION_FOUND,
+    ASSERTION_INVALID
+} assertion_status;
+
+/* Read the one token of this request into *token.  On ASSERTION_INVALID
+ * *reason names the problem. */
+static assertion_status read_assertion(request_rec *r,
+                                       const teleport_dir_conf *conf,
+                                       const char **token,
+                                       const char **reason)
+{
+    const char *value = apr_table_get(r->headers_in, conf->header);
+
+    if (value == NULL) {
+        return ASSERTION_ABSENT;
+    }
+    /* httpd joins repeated header fields with ", "; a compact JWS has no
+     * comma, so a comma means more than one assertion. */
+    if (strchr(value, ',') != NULL) {
+        *reason = "multiple_headers";
+        return ASSERTION_INVALID;
+    }
+    while (apr_isspace(*value)) {
+        value++;
+    }
+    if (uses_authorization_header(conf)) {
+        if (strncasecmp(value, "Bearer ", 7) != 0) {
+            *reason = "bad_scheme";
+            return ASSERTION_INVALID;
+        }
+        value += 7;
+        while (*value == ' ') {
+            value++;
+        }
+    }
+    *token = value;
+    return ASSERTION_FOUND;
+}
+
+static void fill_checks(request_rec *r, const teleport_dir_conf *conf,
+                        teleport_checks *checks)
+{
+    memset(checks, 0, sizeof(*checks));
+    checks->algorithms = conf->algorithms;
+    checks->audiences = (const char *const *)conf->audiences->elts;
+    checks->audience_count = (size_t)conf->audiences->nelts;
+    checks->issuer = conf->issuer;
+    checks->clock_skew = apr_time_sec(conf->clock_skew);
+    checks->now = apr_time_sec(r->request_time);
+    checks->user_claim = conf->user_claim;
+}
+
+static teleport_keys *load_keys(request_rec *r, const teleport_dir_conf *conf,
+                                const teleport_fetch_options *options,
+                                int force_refresh,
+                                apr_interval_time_t *retry_after)
+{
+    if (conf->file_keys != NULL) {
+        return force_refresh ? NULL : conf->file_keys;
+    }
+    return teleport_keys_acquire(r, conf->source, options, force_refresh,
+                                 retry_after);
+}
+
+static apr_status_t token_cleanup(void *data)
+{
+    teleport_token_free(data);
+    return APR_SUCCESS;
+}
+
+/* Return 1 when value can go into an environment variable or header. */
+static int is_safe_value(const char *value)
+{
+    for (; *value != '\0'; value++) {
+        unsigned char c = (unsigned char)*value;
+
+        if (c < 0x20 || c == 0x7f) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Join a JSON array of strings with commas; NULL when not such an array. */
+static const char *join_strings(apr_pool_t *p, json_t *array)
+{
+    apr_array_header_t *parts;
+    json_t *item;
+    size_t index;
+
+    if (!json_is_array(array)) {
+        return NULL;
+    }
+    parts = apr_array_make(p, (int)json_array_size(array), sizeof(char *));
+    json_array_foreach(array, index, item) {
+        if (json_is_string(item)) {
+            APR_ARRAY_PUSH(parts, const char *) = json_string_value(item);
+        }
+    }
+    return apr_array_pstrcat(p, parts, ',');
+}
+
+/* TELEPORT_TRAIT_<NAME>: upper-cased, anything outside A-Z0-9 as '_'. */
+static const char *trait_variable(apr_pool_t *p, const char *name)
+{
+    char *variable = apr_pstrcat(p, "TELEPORT_TRAIT_", name, NULL);
+    char *c;
+
+    for (c = variable + sizeof("TELEPORT_TRAIT_") - 1; *c != '\0'; c++) {
+        *c = apr_isalnum(*c) ? (char)apr_toupper(*c) : '_';
+    }
+    return variable;
+}
+
+static void set_identity(request_rec *r, const teleport_token *token)
+{
+    apr_table_t *env = r->subprocess_env;
+    json_t *traits = json_object_get(token->claims, "traits");
+    const char *roles = join_strings(r->pool,
+                                     json_object_get(token->claims, "roles"));
+    const char *name;
+    json_t *values;
+
+    r->user = apr_pstrdup(r->pool, token->user);
+    r->ap_auth_type = AUTH_TYPE_NAME;
+    apr_table_setn(env, "TELEPORT_USER", r->user);
+    apr_table_setn(env, "TELEPORT_KID", apr_pstrdup(r->pool, token->kid));
+    apr_table_setn(env, "TELEPORT_EXPIRES",
+                   apr_psprintf(r->pool, "%lld", token->expires));
+    if (token->subject != NULL) {
+        apr_table_setn(env, "TELEPORT_SUB",
+                       apr_pstrdup(r->pool, token->subject));
+    }
+    if (token->issuer != NULL) {
+        apr_table_setn(env, "TELEPORT_ISSUER",
+                       apr_pstrdup(r->pool, token->issuer));
+    }
+    if (roles != NULL) {
+        apr_table_setn(env, "TELEPORT_ROLES", roles);
+    }
+    if (json_is_object(traits)) {
+        json_object_foreach(traits, name, values) {
+            const char *joined = join_strings(r->pool, values);
+
+            apr_table_setn(env, trait_variable(r->pool, name),
+                           joined ? joined : "");
+        }
+    }
+    apr_table_setn(r->notes, "teleport-user", r->user);
+}
+
+/* Verify with the cached keys, and once more after a refresh when the key
+ * is not among them (a rotation, or a kid-less token of a new key). */
+static teleport_verify_status verify(request_rec *r,
+                                     const teleport_dir_conf *conf,
+                                     const char *compact,
+                                     teleport_token **token,
+                                     teleport_error *error,
+                                     apr_interval_time_t *retry_after)
+{
+    teleport_fetch_options options;
+    teleport_checks checks;
+    teleport_keys *keys;
+    teleport_keys *fresh;
+    teleport_verify_status status;
+
+    options.ca_file = conf->ca_file;
+    options.fetch_timeout = conf->fetch_timeout;
+    options.max_age = conf->max_age;
+    options.min_refresh = conf->min_refresh;
+    fill_checks(r, conf, &checks);
+
+    keys = load_keys(r, conf, &options, 0, retry_after);
+    if (keys == NULL) {
+        return TELEPORT_VERIFY_KEY_NOT_FOUND;
+    }
+    status = teleport_jwt_verify(compact, strlen(compact),
+                                 teleport_keys_set(keys), &checks, token,
+                                 error);
+    if (status != TELEPORT_VERIFY_KEY_NOT_FOUND) {
+        return status;
+    }
+    fresh = load_keys(r, conf, &options, 1, retry_after);
+    if (fresh == NULL || fresh == keys) {
+        return status;
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                  "TLP032: verifying again with refreshed keys");
+    return teleport_jwt_verify(compact, strlen(compact),
+                               teleport_keys_set(fresh), &checks, token,
+                               error);
+}
+
+static int authenticate(request_rec *r)
+{
+    teleport_dir_conf *conf;
+    teleport_token *token = NULL;
+    teleport_error error;
+    apr_interval_time_t retry_after = -1;
+    teleport_verify_status status;
+    const char *compact = NULL;
+    const char *reason = NULL;
+
+    if (!is_teleport_request(r)) {
+        return DECLINED;
+    }
+    conf = ap_get_module_config(r->per_dir_config, &auth_teleport_module);
+    if (conf->source == NULL && conf->file_keys == NULL) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "TLP033: AuthType Teleport for uri=%s has no key "
+                      "source: set TeleportProxyURL or TeleportJWKSFile",
+                      ap_escape_logitem(r->pool, r->uri));
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    switch (read_assertion(r, conf, &compact, &reason)) {
+    case ASSERTION_ABSENT:
+        set_challenge(r, conf);
+        return HTTP_UNAUTHORIZED;
+    case ASSERTION_INVALID:
+        return reject(r, conf, reason, "", "the request header is invalid");
+    case ASSERTION_FOUND:
+        break;
+    }
+
+    memset(&error, 0, sizeof(error));
+    status = verify(r, conf, compact, &token, &error, &retry_after);
+    if (status != TELEPORT_VERIFY_OK && error.reason == NULL) {
+        return unavailable(r, conf, retry_after);
+    }
+    if (status != TELEPORT_VERIFY_OK) {
+        return reject(r, conf, error.reason, error.kid, error.detail);
+    }
+    apr_pool_cleanup_register(r->pool, token, token_cleanup,
+                              apr_pool_cleanup_null);
+
+    if ((token->subject != NULL && !is_safe_value(token->subject))
+        || (token->issuer != NULL && !is_safe_value(token->issuer))
+        || !is_safe_value(token->kid)) {
+        return reject(r, conf, "bad_claim", error.kid,
+                      "sub, iss or kid contains control characters");
+    }
+    set_identity(r, token);
+    return OK;
+}
+
+static int note_auth_failure(request_rec *r, const char *auth_type)
+{
+    teleport_dir_conf *conf;
+
+    if (strcasecmp(auth_type, AUTH_TYPE_NAME) != 0) {
+        return DECLINED;
+    }
+    conf = ap_get_module_config(r->per_dir_config, &auth_teleport_module);
+    set_challenge(r, conf);
+    return OK;
+}
+
+/* Server lifecycle */
+
+static int pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
+{
+    (void)plog;
+    (void)ptemp;
+    url_sources_configured = 0;
+    teleport_cache_pre_config(pconf);
+    return OK;
+}
+
+static int check_config(apr_pool_t *pconf, apr_pool_t *plog,
+                        apr_pool_t *ptemp, server_rec *s)
+{
+    const char *error;
+
+    (void)plog;
+    if (check_auth_types(ptemp, ap_conftree, s) > 0) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (!url_sources_configured) {
+        return OK;
+    }
+    error = teleport_cache_check_config(pconf);
+    if (error != NULL) {
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, s,
+                     "TLP023: %s", error);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    return OK;
+}
+
+static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                       server_rec *s)
+{
+    (void)plog;
+    if (!url_sources_configured) {
+        return OK;
+    }
+    return teleport_cache_post_config(pconf, ptemp, s);
+}
+
+static void child_init(apr_pool_t *pchild, server_rec *s)
+{
+    teleport_cache_child_init(pchild, s);
+}
+
+static void register_hooks(apr_pool_t *p)
+{
+    (void)p;
+    ap_hook_pre_config(pre_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_check_config(check_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_config(post_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_check_authn(authenticate, NULL, NULL, APR_HOOK_MIDDLE,
+                        AP_AUTH_INTERNAL_PER_CONF);
+    ap_hook_note_auth_failure(note_auth_failure, NULL, NULL,
+                              APR_HOOK_MIDDLE);
+}
+
+AP_DECLARE_MODULE(auth_teleport) = {
+    STANDARD20_MODULE_STUFF,
+    create_dir_conf,
+    merge_dir_conf,
+    NULL,
+    NULL,
+    teleport_commands,
+    register_hooks,
+    AP_MODULE_FLAG_NONE
+};
