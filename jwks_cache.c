@@ -42,11 +42,10 @@ APLOG_USE_MODULE(auth_teleport);
  * location's max age are refreshed long before this. */
 #define ENTRY_LIFETIME apr_time_from_sec(86400)
 
-/* The default provider: shmcb with room for a TELEPORT_JWKS_MAX_BYTES
- * document.  shmcb splits its segment into sub-caches and an entry must
- * fit in one; 2 MB gives sub-caches of 32 KB, so this default leaves room
- * for one document per source of up to about 28 KB.  TeleportCache sets
- * a larger size. */
+/* The default provider: shmcb, sized so that a TELEPORT_JWKS_MAX_BYTES
+ * document fits.  shmcb splits its segment into sub-caches and an entry
+ * must fit in one; httpd 2.4.71 divides 2 MB into 8 sub-caches with about
+ * 254 KB of data room each (its debug log prints subcache_data_size). */
 #define DEFAULT_PROVIDER "shmcb"
 #define DEFAULT_PROVIDER_ARGS "teleport-jwks(2097152)"
 
