@@ -16,6 +16,7 @@
 #include "http_request.h"
 #include "mod_auth.h"
 
+#include "apr_base64.h"
 #include "apr_lib.h"
 #include "apr_strings.h"
 
@@ -62,7 +63,23 @@ typedef struct {
     int max_age_set;
     apr_interval_time_t min_refresh;
     int min_refresh_set;
+    int forward_headers;                /* set X-Teleport-* for the backend */
+    int forward_headers_set;
+    int forward_assertion;              /* pass the token on */
+    int forward_assertion_set;
 } teleport_dir_conf;
+
+/* Identity headers set for the backend.  Client copies of these (in any
+ * spelling that a backend may fold into the same name) are always removed
+ * from the request. */
+static const char *const identity_headers[] = {
+    "X-Teleport-User", "X-Teleport-Roles", "X-Teleport-Traits", NULL
+};
+
+/* The verified token of a request, kept for the authorization providers. */
+typedef struct {
+    teleport_token *token;
+} teleport_request_state;
 
 /* Config creation and merging */
 
@@ -79,6 +96,7 @@ static void *create_dir_conf(apr_pool_t *p, char *dir)
     conf->fetch_timeout = DEFAULT_FETCH_TIMEOUT;
     conf->max_age = DEFAULT_MAX_AGE;
     conf->min_refresh = DEFAULT_MIN_REFRESH;
+    conf->forward_assertion = 1;
     return conf;
 }
 
@@ -107,6 +125,8 @@ static void *merge_dir_conf(apr_pool_t *p, void *base_conf, void *add_conf)
     MERGE(fetch_timeout);
     MERGE(max_age);
     MERGE(min_refresh);
+    MERGE(forward_headers);
+    MERGE(forward_assertion);
     return conf;
 }
 
@@ -343,6 +363,26 @@ static const char *set_min_refresh(cmd_parms *cmd, void *dconf,
                         &conf->min_refresh, &conf->min_refresh_set);
 }
 
+static const char *set_forward_headers(cmd_parms *cmd, void *dconf, int on)
+{
+    teleport_dir_conf *conf = dconf;
+
+    (void)cmd;
+    conf->forward_headers = on;
+    conf->forward_headers_set = 1;
+    return NULL;
+}
+
+static const char *set_forward_assertion(cmd_parms *cmd, void *dconf, int on)
+{
+    teleport_dir_conf *conf = dconf;
+
+    (void)cmd;
+    conf->forward_assertion = on;
+    conf->forward_assertion_set = 1;
+    return NULL;
+}
+
 static const char *set_cache(cmd_parms *cmd, void *dconf, const char *arg)
 {
     const char *error = ap_check_cmd_context(cmd, GLOBAL_ONLY);
@@ -391,6 +431,13 @@ static const command_rec teleport_commands[] = {
                   DIRECTIVE_CONTEXT,
                   "At most one JWKS fetch per URL in this many seconds "
                   "(default 60)"),
+    AP_INIT_FLAG("TeleportForwardHeaders", set_forward_headers, NULL,
+                 DIRECTIVE_CONTEXT,
+                 "On: pass X-Teleport-User, X-Teleport-Roles and "
+                 "X-Teleport-Traits to the backend (default Off)"),
+    AP_INIT_FLAG("TeleportForwardAssertion", set_forward_assertion, NULL,
+                 DIRECTIVE_CONTEXT,
+                 "Off: remove the token header once verified (default On)"),
     AP_INIT_TAKE1("TeleportCache", set_cache, NULL, RSRC_CONF,
                   "socache provider[:arguments] shared by all children "
                   "(default shmcb)"),
@@ -617,6 +664,22 @@ static apr_status_t token_cleanup(void *data)
     return APR_SUCCESS;
 }
 
+static void keep_token(request_rec *r, teleport_token *token)
+{
+    teleport_request_state *state = apr_pcalloc(r->pool, sizeof(*state));
+
+    state->token = token;
+    ap_set_module_config(r->request_config, &auth_teleport_module, state);
+}
+
+static const teleport_token *request_token(request_rec *r)
+{
+    teleport_request_state *state;
+
+    state = ap_get_module_config(r->request_config, &auth_teleport_module);
+    return state != NULL ? state->token : NULL;
+}
+
 /* Return 1 when value can go into an environment variable or header. */
 static int is_safe_value(const char *value)
 {
@@ -675,7 +738,8 @@ static void set_identity(request_rec *r, const teleport_token *token)
     apr_table_setn(env, "TELEPORT_USER", r->user);
     apr_table_setn(env, "TELEPORT_KID", apr_pstrdup(r->pool, token->kid));
     apr_table_setn(env, "TELEPORT_EXPIRES",
-                   apr_psprintf(r->pool, "%lld", token->expires));
+                   apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
+                                (apr_int64_t)token->expires));
     if (token->subject != NULL) {
         apr_table_setn(env, "TELEPORT_SUB",
                        apr_pstrdup(r->pool, token->subject));
@@ -696,6 +760,120 @@ static void set_identity(request_rec *r, const teleport_token *token)
         }
     }
     apr_table_setn(r->notes, "teleport-user", r->user);
+}
+
+/* Identity headers for the backend */
+
+/* Return 1 when name is one of identity_headers, compared without case and
+ * with '_' taken as '-' (CGI and many frameworks fold both into one). */
+static int is_identity_header(const char *name)
+{
+    const char *const *header;
+
+    for (header = identity_headers; *header != NULL; header++) {
+        const char *a = name;
+        const char *b = *header;
+
+        while (*a != '\0' && *b != '\0'
+               && (*a == '_' ? '-' : apr_tolower(*a)) == apr_tolower(*b)) {
+            a++;
+            b++;
+        }
+        if (*a == '\0' && *b == '\0') {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int collect_identity_header(void *data, const char *key,
+                                   const char *value)
+{
+    apr_array_header_t *names = data;
+
+    (void)value;
+    if (is_identity_header(key)) {
+        APR_ARRAY_PUSH(names, const char *) = key;
+    }
+    return 1;
+}
+
+/* Drop identity header names from Connection: mod_proxy removes the fields
+ * that Connection lists (RFC 9110 section 7.6.1), which would let a client
+ * strip the trusted values on their way to the backend. */
+static void strip_connection_options(request_rec *r)
+{
+    const char *value = apr_table_get(r->headers_in, "Connection");
+    apr_array_header_t *kept;
+    char *option;
+
+    if (value == NULL) {
+        return;
+    }
+    kept = apr_array_make(r->pool, 2, sizeof(char *));
+    while ((option = ap_get_list_item(r->pool, &value)) != NULL) {
+        if (!is_identity_header(option)) {
+            APR_ARRAY_PUSH(kept, char *) = option;
+        }
+    }
+    if (kept->nelts == 0) {
+        apr_table_unset(r->headers_in, "Connection");
+        return;
+    }
+    apr_table_setn(r->headers_in, "Connection",
+                   apr_array_pstrcat(r->pool, kept, ','));
+}
+
+/* Remove every client-supplied identity header, whatever the location. */
+static int strip_forged_headers(request_rec *r)
+{
+    apr_array_header_t *names = apr_array_make(r->pool, 2, sizeof(char *));
+    int i;
+
+    apr_table_do(collect_identity_header, names, r->headers_in, NULL);
+    for (i = 0; i < names->nelts; i++) {
+        const char *name = APR_ARRAY_IDX(names, i, const char *);
+
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                      "TLP040: removing client-supplied header %s",
+                      ap_escape_logitem(r->pool, name));
+        apr_table_unset(r->headers_in, name);
+    }
+    strip_connection_options(r);
+    return DECLINED;
+}
+
+/* Encode bytes as base64url without padding (RFC 4648 section 5). */
+static const char *base64url(apr_pool_t *p, const char *data, int length)
+{
+    char *encoded = apr_palloc(p, apr_base64_encode_len(length));
+    char *c;
+
+    apr_base64_encode_binary(encoded, (const unsigned char *)data, length);
+    for (c = encoded; *c != '\0' && *c != '='; c++) {
+        *c = *c == '+' ? '-' : *c == '/' ? '_' : *c;
+    }
+    *c = '\0';
+    return encoded;
+}
+
+static void set_identity_headers(request_rec *r, const teleport_token *token)
+{
+    json_t *traits = json_object_get(token->claims, "traits");
+    const char *roles = join_strings(r->pool,
+                                     json_object_get(token->claims, "roles"));
+    char *json;
+
+    apr_table_set(r->headers_in, "X-Teleport-User", r->user);
+    apr_table_set(r->headers_in, "X-Teleport-Roles", roles ? roles : "");
+    json = json_dumps(json_is_object(traits) ? traits : json_object(),
+                      JSON_COMPACT | JSON_SORT_KEYS);
+    if (json == NULL) {
+        return;
+    }
+    apr_table_set(r->headers_in, "X-Teleport-Traits",
+                  base64url(r->pool, json, (int)strlen(json)));
+    free(json);
 }
 
 /* Verify with the cached keys, and once more after a refresh when the key
@@ -790,6 +968,13 @@ static int authenticate(request_rec *r)
                       "sub, iss or kid contains control characters");
     }
     set_identity(r, token);
+    keep_token(r, token);
+    if (conf->forward_headers) {
+        set_identity_headers(r, token);
+    }
+    if (!conf->forward_assertion) {
+        apr_table_unset(r->headers_in, conf->header);
+    }
     return OK;
 }
 
@@ -804,6 +989,148 @@ static int note_auth_failure(request_rec *r, const char *auth_type)
     set_challenge(r, conf);
     return OK;
 }
+
+/* Authorization providers */
+
+/* A parsed "Require teleport-*" line: for roles, the accepted values; for
+ * traits and claims, the name and then the accepted values. */
+typedef struct {
+    const char *name;
+    apr_array_header_t *values;
+} require_rule;
+
+/* Split a Require line into words; NULL when it has no value. */
+static require_rule *parse_rule(cmd_parms *cmd, const char *line, int named)
+{
+    require_rule *rule = apr_pcalloc(cmd->pool, sizeof(*rule));
+    char *word;
+
+    rule->values = apr_array_make(cmd->pool, 4, sizeof(const char *));
+    while (*(word = ap_getword_conf(cmd->pool, &line)) != '\0') {
+        if (named && rule->name == NULL) {
+            rule->name = word;
+            continue;
+        }
+        APR_ARRAY_PUSH(rule->values, const char *) = word;
+    }
+    return rule->values->nelts > 0 ? rule : NULL;
+}
+
+static const char *parse_role_rule(cmd_parms *cmd, const char *line,
+                                   const void **parsed)
+{
+    *parsed = parse_rule(cmd, line, 0);
+    return *parsed ? NULL : "Require teleport-role: give at least one role";
+}
+
+static const char *parse_trait_rule(cmd_parms *cmd, const char *line,
+                                    const void **parsed)
+{
+    *parsed = parse_rule(cmd, line, 1);
+    return *parsed ? NULL : "Require teleport-trait: give a trait name and "
+                            "at least one value";
+}
+
+static const char *parse_claim_rule(cmd_parms *cmd, const char *line,
+                                    const void **parsed)
+{
+    *parsed = parse_rule(cmd, line, 1);
+    return *parsed ? NULL : "Require teleport-claim: give a claim name and "
+                            "at least one value";
+}
+
+/* Return 1 when value (a string, or an array of strings) equals or
+ * contains one of the rule's values. */
+static int matches_rule(json_t *value, const require_rule *rule)
+{
+    json_t *item;
+    size_t index;
+    int i;
+
+    for (i = 0; i < rule->values->nelts; i++) {
+        const char *expected = APR_ARRAY_IDX(rule->values, i, const char *);
+
+        if (json_is_string(value)
+            && strcmp(json_string_value(value), expected) == 0) {
+            return 1;
+        }
+        json_array_foreach(value, index, item) {
+            if (json_is_string(item)
+                && strcmp(json_string_value(item), expected) == 0) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Decide a rule against value from the request's claims.  A user
+ * authenticated by another module has no Teleport claims: denied. */
+static authz_status check_rule(request_rec *r, const char *provider,
+                               const require_rule *rule, json_t *value,
+                               const teleport_token *token)
+{
+    if (r->user == NULL) {
+        return AUTHZ_DENIED_NO_USER;
+    }
+    if (token == NULL) {
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                      "TLP050: Require %s denied: user %s was not "
+                      "authenticated by AuthType Teleport", provider,
+                      ap_escape_logitem(r->pool, r->user));
+        return AUTHZ_DENIED;
+    }
+    if (value != NULL && matches_rule(value, rule)) {
+        return AUTHZ_GRANTED;
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                  "TLP051: Require %s %s denied for user %s: %s",
+                  provider, rule->name ? rule->name : "",
+                  ap_escape_logitem(r->pool, r->user),
+                  value == NULL ? "the token has no such claim"
+                                : "no value matches");
+    return AUTHZ_DENIED;
+}
+
+static authz_status check_role(request_rec *r, const char *line,
+                               const void *parsed)
+{
+    const teleport_token *token = request_token(r);
+    json_t *roles = token ? json_object_get(token->claims, "roles") : NULL;
+
+    (void)line;
+    return check_rule(r, "teleport-role", parsed, roles, token);
+}
+
+static authz_status check_trait(request_rec *r, const char *line,
+                                const void *parsed)
+{
+    const require_rule *rule = parsed;
+    const teleport_token *token = request_token(r);
+    json_t *traits = token ? json_object_get(token->claims, "traits") : NULL;
+
+    (void)line;
+    return check_rule(r, "teleport-trait", rule,
+                      json_object_get(traits, rule->name), token);
+}
+
+static authz_status check_claim(request_rec *r, const char *line,
+                                const void *parsed)
+{
+    const require_rule *rule = parsed;
+    const teleport_token *token = request_token(r);
+    json_t *claims = token ? token->claims : NULL;
+
+    (void)line;
+    return check_rule(r, "teleport-claim", rule,
+                      json_object_get(claims, rule->name), token);
+}
+
+static const authz_provider role_provider = { check_role, parse_role_rule };
+static const authz_provider trait_provider = { check_trait,
+                                               parse_trait_rule };
+static const authz_provider claim_provider = { check_claim,
+                                               parse_claim_rule };
 
 /* Server lifecycle */
 
@@ -854,7 +1181,6 @@ static void child_init(apr_pool_t *pchild, server_rec *s)
 
 static void register_hooks(apr_pool_t *p)
 {
-    (void)p;
     ap_hook_pre_config(pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_check_config(check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(post_config, NULL, NULL, APR_HOOK_MIDDLE);
@@ -863,6 +1189,18 @@ static void register_hooks(apr_pool_t *p)
                         AP_AUTH_INTERNAL_PER_CONF);
     ap_hook_note_auth_failure(note_auth_failure, NULL, NULL,
                               APR_HOOK_MIDDLE);
+    ap_hook_post_read_request(strip_forged_headers, NULL, NULL,
+                              APR_HOOK_REALLY_FIRST);
+
+    ap_register_auth_provider(p, AUTHZ_PROVIDER_GROUP, "teleport-role",
+                              AUTHZ_PROVIDER_VERSION, &role_provider,
+                              AP_AUTH_INTERNAL_PER_CONF);
+    ap_register_auth_provider(p, AUTHZ_PROVIDER_GROUP, "teleport-trait",
+                              AUTHZ_PROVIDER_VERSION, &trait_provider,
+                              AP_AUTH_INTERNAL_PER_CONF);
+    ap_register_auth_provider(p, AUTHZ_PROVIDER_GROUP, "teleport-claim",
+                              AUTHZ_PROVIDER_VERSION, &claim_provider,
+                              AP_AUTH_INTERNAL_PER_CONF);
 }
 
 AP_DECLARE_MODULE(auth_teleport) = {
