@@ -14,6 +14,7 @@
  * a swap never frees keys that a request still uses.
  */
 #include "jwks_cache.h"
+#include "jwks_fetch.h"
 
 #include "apr_atomic.h"
 #include "apr_global_mutex.h"
@@ -26,8 +27,6 @@
 #include "http_log.h"
 #include "util_mutex.h"
 
-#include <curl/curl.h>
-#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <string.h>
 
@@ -38,9 +37,9 @@ APLOG_USE_MODULE(auth_teleport);
 #define DIGEST_LEN 32
 #define LAST_ERROR_LEN 160
 
-/* How long shared entries live in the socache.  Keys older than the
- * location's max age are refreshed long before this. */
-#define ENTRY_LIFETIME apr_time_from_sec(86400)
+/* How often a request without keys looks for the result of a fetch that
+ * another child or thread runs. */
+#define WAIT_INTERVAL apr_time_from_msec(50)
 
 /* The default provider: shmcb, sized so that a TELEPORT_JWKS_MAX_BYTES
  * document fits.  shmcb splits its segment into sub-caches and an entry
@@ -55,6 +54,7 @@ typedef struct {
     unsigned char version[DIGEST_LEN];
     apr_time_t fetched_at;         /* last successful fetch */
     apr_time_t attempted_at;       /* last fetch started */
+    apr_time_t failed_at;          /* last fetch failed */
     char last_error[LAST_ERROR_LEN];
 } jwks_meta;
 
@@ -74,8 +74,16 @@ static const char *cache_spec;
 static apr_global_mutex_t *cache_mutex;
 static int cache_needs_lock;
 
-/* Per process: the last key set parsed for each source, by source id. */
-static apr_hash_t *process_keys;
+/* Per process, by source id: the last key set parsed, and this process's
+ * last fetch attempt, which keeps the rate limit when the shared cache
+ * cannot be read or written (a memcache or redis server that is down). */
+typedef struct {
+    teleport_keys *keys;
+    apr_time_t attempted_at;
+} process_entry;
+
+static apr_hash_t *process_entries;
+static apr_pool_t *process_pool;
 static apr_thread_mutex_t *process_lock;
 
 static void digest(const void *data, size_t length,
@@ -346,8 +354,7 @@ int teleport_cache_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
     apr_pool_cleanup_register(pconf, s, cache_destroy, apr_pool_cleanup_null);
     cache_needs_lock = (cache_provider->flags & AP_SOCACHE_FLAG_NOTMPSAFE) != 0;
 
-    /* libcurl's global state, once in the parent before any thread. */
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    teleport_fetch_global_init();
     return OK;
 }
 
@@ -355,7 +362,8 @@ void teleport_cache_child_init(apr_pool_t *pchild, server_rec *s)
 {
     apr_status_t rv;
 
-    process_keys = apr_hash_make(pchild);
+    process_entries = apr_hash_make(pchild);
+    process_pool = pchild;
     apr_thread_mutex_create(&process_lock, APR_THREAD_MUTEX_DEFAULT, pchild);
     if (cache_mutex == NULL) {
         return;
@@ -420,12 +428,14 @@ static void meta_read(request_rec *r, const teleport_key_source *source,
 static void meta_write(request_rec *r, const teleport_key_source *source,
                        const jwks_meta *meta)
 {
+    /* The refresh state must outlive any key set that it describes. */
+    const apr_time_t lifetime = apr_time_from_sec(31 * 86400);
     unsigned char id[DIGEST_LEN];
     apr_status_t rv;
 
     entry_id(source, 'm', id);
     rv = cache_provider->store(cache_instance, r->server, id, sizeof(id),
-                               apr_time_now() + ENTRY_LIFETIME,
+                               apr_time_now() + lifetime,
                                (unsigned char *)meta, sizeof(*meta), r->pool);
     if (rv != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r,
@@ -463,6 +473,7 @@ static const char *doc_read(request_rec *r, const teleport_key_source *source,
 
 static apr_status_t doc_write(request_rec *r,
                               const teleport_key_source *source,
+                              const teleport_fetch_options *options,
                               const unsigned char version[DIGEST_LEN],
                               const char *doc, apr_size_t doc_length)
 {
@@ -474,13 +485,36 @@ static apr_status_t doc_write(request_rec *r,
     memcpy(buffer + DIGEST_LEN, doc, doc_length);
     entry_id(source, 'd', id);
     rv = cache_provider->store(cache_instance, r->server, id, sizeof(id),
-                               apr_time_now() + ENTRY_LIFETIME, buffer,
+                               apr_time_now() + options->max_stale, buffer,
                                (unsigned int)(DIGEST_LEN + doc_length),
                                r->pool);
     return rv;
 }
 
 /* Per-process key sets */
+
+/* Return the process's entry for source, creating it; call with
+ * process_lock held. */
+static process_entry *process_entry_get(const teleport_key_source *source)
+{
+    process_entry *entry;
+
+    entry = apr_hash_get(process_entries, source->id, TELEPORT_SOURCE_ID_LEN);
+    if (entry == NULL) {
+        entry = apr_pcalloc(process_pool, sizeof(*entry));
+        apr_hash_set(process_entries,
+                     apr_pmemdup(process_pool, source->id,
+                                 TELEPORT_SOURCE_ID_LEN),
+                     TELEPORT_SOURCE_ID_LEN, entry);
+    }
+    return entry;
+}
+
+static void hold_for_request(request_rec *r, teleport_keys *keys)
+{
+    apr_pool_cleanup_register(r->pool, keys, keys_release_cleanup,
+                              apr_pool_cleanup_null);
+}
 
 /* Return the process's keys for source with a reference for r, or NULL. */
 static teleport_keys *process_get(request_rec *r,
@@ -489,174 +523,129 @@ static teleport_keys *process_get(request_rec *r,
     teleport_keys *keys;
 
     apr_thread_mutex_lock(process_lock);
-    keys = apr_hash_get(process_keys, source->id, TELEPORT_SOURCE_ID_LEN);
+    keys = process_entry_get(source)->keys;
     if (keys != NULL) {
         apr_atomic_inc32(&keys->references);
     }
     apr_thread_mutex_unlock(process_lock);
     if (keys != NULL) {
-        apr_pool_cleanup_register(r->pool, keys, keys_release_cleanup,
-                                  apr_pool_cleanup_null);
+        hold_for_request(r, keys);
     }
     return keys;
 }
 
-/* Parse doc and make it the process's keys for source.  Returns the new
- * keys with a reference for r, or NULL when doc has no usable key. */
-static teleport_keys *process_install(request_rec *r,
-                                      const teleport_key_source *source,
-                                      const char *doc, apr_size_t length,
-                                      const unsigned char version[DIGEST_LEN],
-                                      apr_time_t fetched_at)
+/* Parse doc into new keys with one reference for r; NULL when doc has no
+ * usable key, with *error describing why. */
+static teleport_keys *keys_parse(request_rec *r, const char *doc,
+                                 apr_size_t length,
+                                 const unsigned char version[DIGEST_LEN],
+                                 apr_time_t fetched_at, int *skipped,
+                                 char *skip_detail, size_t skip_detail_size,
+                                 teleport_error *error)
 {
-    teleport_keys *keys;
-    teleport_keys *previous;
     teleport_keyset *set;
-    teleport_error error;
-    char detail[256] = "";
-    int skipped = 0;
+    teleport_keys *keys;
 
-    set = teleport_keyset_parse(doc, length, &skipped, detail, sizeof(detail),
-                                &error);
+    set = teleport_keyset_parse(doc, length, skipped, skip_detail,
+                                skip_detail_size, error);
     if (set == NULL) {
         return NULL;
     }
     keys = calloc(1, sizeof(*keys));
     if (keys == NULL) {
         teleport_keyset_free(set);
+        error->reason = "no_memory";
+        apr_cpystrn(error->detail, "out of memory", sizeof(error->detail));
         return NULL;
     }
     keys->set = set;
     memcpy(keys->version, version, DIGEST_LEN);
     keys->fetched_at = fetched_at;
-    keys->references = 2; /* the process table's and r's */
-
-    apr_thread_mutex_lock(process_lock);
-    previous = apr_hash_get(process_keys, source->id, TELEPORT_SOURCE_ID_LEN);
-    apr_hash_set(process_keys, source->id, TELEPORT_SOURCE_ID_LEN, keys);
-    apr_thread_mutex_unlock(process_lock);
-    if (previous != NULL) {
-        keys_release(previous);
-    }
-    apr_pool_cleanup_register(r->pool, keys, keys_release_cleanup,
-                              apr_pool_cleanup_null);
+    keys->references = 1;
+    hold_for_request(r, keys);
     return keys;
 }
 
-/* Fetching */
-
-typedef struct {
-    char *data;
-    size_t length;
-    int too_large;
-} fetch_body;
-
-static size_t fetch_write(char *chunk, size_t size, size_t count, void *data)
+/* Make keys the process's keys for source; returns the previous ones,
+ * with their reference for r, or NULL. */
+static teleport_keys *process_install(request_rec *r,
+                                      const teleport_key_source *source,
+                                      teleport_keys *keys)
 {
-    fetch_body *body = data;
-    size_t length = size * count;
+    process_entry *entry;
+    teleport_keys *previous;
 
-    if (body->length + length > TELEPORT_JWKS_MAX_BYTES) {
-        body->too_large = 1;
-        return 0; /* makes libcurl fail with CURLE_WRITE_ERROR */
+    apr_atomic_inc32(&keys->references);
+    apr_thread_mutex_lock(process_lock);
+    entry = process_entry_get(source);
+    previous = entry->keys;
+    entry->keys = keys;
+    apr_thread_mutex_unlock(process_lock);
+    if (previous != NULL) {
+        hold_for_request(r, previous); /* takes over the table's reference */
     }
-    memcpy(body->data + body->length, chunk, length);
-    body->length += length;
-    return length;
+    return previous;
 }
 
-/* Fetch source's JWKS.  Returns the body or NULL with *error set. */
-static const char *fetch_document(request_rec *r,
-                                  const teleport_key_source *source,
-                                  const teleport_fetch_options *options,
-                                  apr_size_t *length, const char **error)
+/* Fetching and refreshing */
+
+typedef enum {
+    CLAIM_GRANTED,       /* this request fetches now */
+    CLAIM_IN_PROGRESS,   /* another request is fetching */
+    CLAIM_RATE_LIMITED   /* the last attempt was too recent */
+} claim_result;
+
+static int fetch_in_progress(const jwks_meta *meta,
+                             const teleport_fetch_options *options,
+                             apr_time_t now)
 {
-    const char *protocols = source->allow_plain_http ? "http,https" : "https";
-    char curl_error[CURL_ERROR_SIZE] = "";
-    fetch_body body = { 0 };
-    long timeout_ms = (long)apr_time_as_msec(options->fetch_timeout);
-    long status = 0;
-    CURLcode code;
-    CURL *curl;
-
-    body.data = apr_palloc(r->pool, TELEPORT_JWKS_MAX_BYTES + 1);
-    curl = curl_easy_init();
-    if (curl == NULL) {
-        *error = "cannot create a libcurl handle";
-        return NULL;
-    }
-    curl_easy_setopt(curl, CURLOPT_URL, source->url);
-    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, protocols);
-    curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, protocols);
-    curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(curl, CURLOPT_MAXREDIRS, 3L);
-    /* Ignore http_proxy and friends from httpd's environment: the JWKS
-     * comes straight from the Teleport proxy. */
-    curl_easy_setopt(curl, CURLOPT_PROXY, "");
-    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
-    if (options->ca_file != NULL) {
-        curl_easy_setopt(curl, CURLOPT_CAINFO, options->ca_file);
-    }
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_MAXFILESIZE_LARGE,
-                     (curl_off_t)TELEPORT_JWKS_MAX_BYTES);
-    curl_easy_setopt(curl, CURLOPT_USERAGENT, "mod_auth_teleport/" TELEPORT_MODULE_VERSION);
-    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, curl_error);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, fetch_write);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
-
-    code = curl_easy_perform(curl);
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(curl);
-
-    if (body.too_large || code == CURLE_FILESIZE_EXCEEDED) {
-        *error = apr_psprintf(r->pool, "body larger than %d bytes",
-                              TELEPORT_JWKS_MAX_BYTES);
-        return NULL;
-    }
-    if (code != CURLE_OK) {
-        *error = apr_psprintf(r->pool, "%s (%s)", curl_easy_strerror(code),
-                              curl_error[0] ? curl_error : "no detail");
-        return NULL;
-    }
-    if (status != 200) {
-        *error = apr_psprintf(r->pool, "HTTP status %ld", status);
-        return NULL;
-    }
-    body.data[body.length] = '\0';
-    *length = body.length;
-    return body.data;
+    return meta->attempted_at > meta->fetched_at
+           && meta->attempted_at > meta->failed_at
+           && now >= meta->attempted_at
+           && now - meta->attempted_at < options->fetch_timeout;
 }
 
 /*
- * Claim the right to fetch source now: under the global mutex, the last
- * attempt must be at least min_refresh ago.  Returns 1 and records the
- * attempt, or 0 with *retry_after set.
+ * Claim the right to fetch source now.  Under the global mutex, no other
+ * fetch may be running and the last attempt, shared and of this process,
+ * must be at least min_refresh ago.  A fetch that died (its child killed)
+ * stops counting as running after the fetch timeout.
  */
-static int claim_fetch(request_rec *r, const teleport_key_source *source,
-                       const teleport_fetch_options *options,
-                       apr_interval_time_t *retry_after)
+static claim_result claim_fetch(request_rec *r,
+                                const teleport_key_source *source,
+                                const teleport_fetch_options *options,
+                                apr_interval_time_t *retry_after)
 {
     apr_time_t now = apr_time_now();
-    apr_time_t next;
+    apr_time_t last;
+    process_entry *entry;
+    claim_result result;
     jwks_meta meta;
-    int claimed = 0;
 
     lock_cache(r, 1);
     meta_read(r, source, &meta);
-    next = meta.attempted_at + options->min_refresh;
-    if (meta.attempted_at == 0 || now >= next || now < meta.attempted_at) {
+    apr_thread_mutex_lock(process_lock);
+    entry = process_entry_get(source);
+    last = meta.attempted_at > entry->attempted_at ? meta.attempted_at
+                                                   : entry->attempted_at;
+    if (fetch_in_progress(&meta, options, now)) {
+        result = CLAIM_IN_PROGRESS;
+    }
+    else if (last != 0 && now >= last && now - last < options->min_refresh) {
+        result = CLAIM_RATE_LIMITED;
+        *retry_after = last + options->min_refresh - now;
+    }
+    else {
+        result = CLAIM_GRANTED;
+        entry->attempted_at = now;
+    }
+    apr_thread_mutex_unlock(process_lock);
+    if (result == CLAIM_GRANTED) {
         meta.attempted_at = now;
         meta_write(r, source, &meta);
-        claimed = 1;
     }
     unlock_cache(r, 1);
-
-    *retry_after = claimed ? 0 : next - now;
-    return claimed;
+    return result;
 }
 
 static void record_failure(request_rec *r, const teleport_key_source *source,
@@ -669,27 +658,28 @@ static void record_failure(request_rec *r, const teleport_key_source *source,
                   error);
     lock_cache(r, 1);
     meta_read(r, source, &meta);
+    meta.failed_at = apr_time_now();
     apr_cpystrn(meta.last_error, error, sizeof(meta.last_error));
     meta_write(r, source, &meta);
     unlock_cache(r, 1);
 }
 
 static void record_success(request_rec *r, const teleport_key_source *source,
+                           const teleport_fetch_options *options,
                            const char *doc, apr_size_t length,
-                           const unsigned char version[DIGEST_LEN],
-                           apr_time_t fetched_at)
+                           const teleport_keys *keys)
 {
     jwks_meta meta;
     apr_status_t rv;
 
     lock_cache(r, 1);
-    rv = doc_write(r, source, version, doc, length);
+    rv = doc_write(r, source, options, keys->version, doc, length);
     meta_read(r, source, &meta);
     meta.last_error[0] = '\0';
+    meta.fetched_at = keys->fetched_at;
     if (rv == APR_SUCCESS) {
-        memcpy(meta.version, version, DIGEST_LEN);
+        memcpy(meta.version, keys->version, DIGEST_LEN);
         meta.doc_length = (apr_uint32_t)length;
-        meta.fetched_at = fetched_at;
     }
     meta_write(r, source, &meta);
     unlock_cache(r, 1);
@@ -698,10 +688,46 @@ static void record_success(request_rec *r, const teleport_key_source *source,
         /* The keys still serve this process; other children fetch their
          * own copy, subject to the same rate limit. */
         ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r,
-                      "TLP011: JWKS of %" APR_SIZE_T_FMT " bytes from %s "
-                      "does not fit in the socache '%s'; give TeleportCache "
-                      "more room", length, source->url, cache_spec);
+                      "TLP011: cannot store the JWKS of %" APR_SIZE_T_FMT
+                      " bytes from %s in the socache '%s'; each child "
+                      "fetches its own copy until it fits", length,
+                      source->url, cache_spec);
     }
+}
+
+/* Return the key ids of a that are not in b, quoted and comma-separated. */
+static const char *kids_missing(apr_pool_t *p, const teleport_keyset *a,
+                                const teleport_keyset *b)
+{
+    apr_array_header_t *kids = apr_array_make(p, 4, sizeof(char *));
+    teleport_key_info info;
+    size_t i;
+
+    for (i = 0; teleport_keyset_key_info(a, i, &info); i++) {
+        if (b == NULL || info.kid[0] == '\0'
+            || !teleport_keyset_has_kid(b, info.kid)) {
+            APR_ARRAY_PUSH(kids, const char *) =
+                apr_psprintf(p, "\"%s\" (%s)", info.kid, info.kty);
+        }
+    }
+    return kids->nelts > 0 ? apr_array_pstrcat(p, kids, ',') : "none";
+}
+
+static void log_key_change(request_rec *r, const teleport_key_source *source,
+                           const teleport_keys *previous,
+                           const teleport_keys *keys)
+{
+    const teleport_keyset *old_set = previous ? previous->set : NULL;
+
+    if (previous != NULL
+        && memcmp(previous->version, keys->version, DIGEST_LEN) == 0) {
+        return;
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r,
+                  "TLP015: keys of %s changed: added %s; removed %s",
+                  source->url, kids_missing(r->pool, keys->set, old_set),
+                  previous ? kids_missing(r->pool, old_set, keys->set)
+                           : "none");
 }
 
 /* Fetch, validate and publish source's keys.  Returns them with a
@@ -712,33 +738,41 @@ static teleport_keys *refresh(request_rec *r,
                               const teleport_fetch_options *options)
 {
     unsigned char version[DIGEST_LEN];
-    apr_time_t fetched_at = apr_time_now();
+    char skip_detail[256] = "";
     teleport_keys *keys;
-    const char *error = NULL;
+    teleport_keys *previous;
+    teleport_error error;
+    const char *fetch_error = NULL;
     const char *doc;
     apr_size_t length = 0;
+    int skipped = 0;
 
-    doc = fetch_document(r, source, options, &length, &error);
+    doc = teleport_fetch(r->pool, source->url, source->allow_plain_http,
+                         options->ca_file, options->fetch_timeout,
+                         TELEPORT_JWKS_MAX_BYTES, &length, &fetch_error);
     if (doc == NULL) {
-        record_failure(r, source, error);
+        record_failure(r, source, fetch_error);
         return NULL;
     }
     digest(doc, length, version);
-    keys = process_install(r, source, doc, length, version, fetched_at);
+    keys = keys_parse(r, doc, length, version, apr_time_now(), &skipped,
+                      skip_detail, sizeof(skip_detail), &error);
     if (keys == NULL) {
-        teleport_error parse_error;
-        teleport_keyset *set;
-
-        set = teleport_keyset_parse(doc, length, NULL, NULL, 0, &parse_error);
-        teleport_keyset_free(set);
         record_failure(r, source, apr_psprintf(r->pool, "%s: %s",
-                                               parse_error.reason,
-                                               parse_error.detail));
+                                               error.reason, error.detail));
         return NULL;
     }
-    record_success(r, source, doc, length, version, fetched_at);
+    if (skipped > 0) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      "TLP016: JWKS from %s: skipped %d unusable key(s), "
+                      "the first because %s", source->url, skipped,
+                      skip_detail);
+    }
+    record_success(r, source, options, doc, length, keys);
+    previous = process_install(r, source, keys);
+    log_key_change(r, source, previous, keys);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                  "TLP012: fetched %" APR_SIZE_T_FMT " keys from %s",
+                  "TLP012: fetched %" APR_SIZE_T_FMT " usable keys from %s",
                   teleport_keyset_count(keys->set), source->url);
     return keys;
 }
@@ -750,6 +784,8 @@ static teleport_keys *current_keys(request_rec *r,
                                    jwks_meta *meta)
 {
     teleport_keys *keys = process_get(r, source);
+    teleport_keys *shared;
+    teleport_error error;
     const char *doc;
 
     lock_cache(r, 0);
@@ -765,11 +801,33 @@ static teleport_keys *current_keys(request_rec *r,
     if (doc == NULL) {
         return keys;
     }
+    shared = keys_parse(r, doc, meta->doc_length, meta->version,
+                        meta->fetched_at, NULL, NULL, 0, &error);
+    if (shared == NULL) {
+        return keys;
+    }
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
-                  "TLP013: loading the shared JWKS of %s into this process",
+                  "TLP013: loaded the shared JWKS of %s into this process",
                   source->url);
-    return process_install(r, source, doc, meta->doc_length, meta->version,
-                           meta->fetched_at);
+    process_install(r, source, shared);
+    return shared;
+}
+
+/* Wait, at most the fetch timeout, for the fetch another request runs. */
+static teleport_keys *wait_for_fetch(request_rec *r,
+                                     const teleport_key_source *source,
+                                     const teleport_fetch_options *options)
+{
+    apr_time_t deadline = apr_time_now() + options->fetch_timeout;
+    teleport_keys *keys = NULL;
+    jwks_meta meta;
+
+    do {
+        apr_sleep(WAIT_INTERVAL);
+        keys = current_keys(r, source, &meta);
+    } while (keys == NULL && fetch_in_progress(&meta, options, apr_time_now())
+             && apr_time_now() < deadline);
+    return keys;
 }
 
 teleport_keys *teleport_keys_acquire(request_rec *r,
@@ -778,6 +836,7 @@ teleport_keys *teleport_keys_acquire(request_rec *r,
                                      int force_refresh,
                                      apr_interval_time_t *retry_after)
 {
+    apr_time_t now = apr_time_now();
     teleport_keys *keys;
     teleport_keys *fresh;
     jwks_meta meta;
@@ -785,18 +844,29 @@ teleport_keys *teleport_keys_acquire(request_rec *r,
 
     *retry_after = 0;
     keys = current_keys(r, source, &meta);
-    stale = keys != NULL
-            && apr_time_now() - keys->fetched_at > options->max_age;
+    if (keys != NULL && now - keys->fetched_at > options->max_stale) {
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                      "TLP017: keys of %s are older than "
+                      "TeleportJWKSMaxStale; not using them", source->url);
+        keys = NULL;
+    }
+    stale = keys != NULL && now - keys->fetched_at > options->max_age;
     if (keys != NULL && !stale && !force_refresh) {
         return keys;
     }
-    if (!claim_fetch(r, source, options, retry_after)) {
+
+    switch (claim_fetch(r, source, options, retry_after)) {
+    case CLAIM_GRANTED:
+        fresh = refresh(r, source, options);
+        return fresh != NULL ? fresh : keys;
+    case CLAIM_IN_PROGRESS:
+        return keys != NULL ? keys : wait_for_fetch(r, source, options);
+    case CLAIM_RATE_LIMITED:
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
                       "TLP014: JWKS refresh of %s suppressed by "
                       "TeleportJWKSMinRefresh for another %" APR_TIME_T_FMT
-                      " s", source->url, apr_time_sec(*retry_after));
-        return keys;
+                      " ms", source->url, apr_time_as_msec(*retry_after));
+        break;
     }
-    fresh = refresh(r, source, options);
-    return fresh != NULL ? fresh : keys;
+    return keys;
 }

@@ -34,6 +34,7 @@ typedef struct {
     apr_interval_time_t fetch_timeout;
     apr_interval_time_t max_age;      /* refresh keys older than this */
     apr_interval_time_t min_refresh;  /* at most one fetch per interval */
+    apr_interval_time_t max_stale;    /* use no keys fetched longer ago */
 } teleport_fetch_options;
 
 /* A parsed key set with a reference count; opaque. */
@@ -71,10 +72,13 @@ void teleport_cache_child_init(apr_pool_t *pchild, server_rec *s);
 /*
  * Return the current keys of source for request r, fetching them when none
  * are cached, when they are older than options->max_age, or when
- * force_refresh is set (an unknown "kid"); every fetch is subject to
- * options->min_refresh across all children.  The keys stay valid until
- * r->pool is cleared.  NULL means no usable keys; *retry_after then holds
- * the seconds until the next fetch may run.
+ * force_refresh is set (an unknown "kid").  One fetch runs at a time per
+ * source across all children, at most one per options->min_refresh; a
+ * request without keys waits up to the fetch timeout for a fetch that
+ * another request runs.  A failed fetch keeps the previous keys until they
+ * are options->max_stale old.  The keys stay valid until r->pool is
+ * cleared.  NULL means no usable keys; *retry_after then holds the time
+ * until the next fetch may run, or 0 when unknown.
  */
 teleport_keys *teleport_keys_acquire(request_rec *r,
                                      const teleport_key_source *source,

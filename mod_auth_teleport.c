@@ -34,6 +34,7 @@ module AP_MODULE_DECLARE_DATA auth_teleport_module;
 #define DEFAULT_FETCH_TIMEOUT apr_time_from_sec(5)
 #define DEFAULT_MAX_AGE apr_time_from_sec(3600)
 #define DEFAULT_MIN_REFRESH apr_time_from_sec(60)
+#define DEFAULT_MAX_STALE apr_time_from_sec(86400)
 #define MAX_CLOCK_SKEW apr_time_from_sec(86400)
 #define MAX_FETCH_TIMEOUT apr_time_from_sec(300)
 
@@ -63,6 +64,8 @@ typedef struct {
     int max_age_set;
     apr_interval_time_t min_refresh;
     int min_refresh_set;
+    apr_interval_time_t max_stale;
+    int max_stale_set;
     int forward_headers;                /* set X-Teleport-* for the backend */
     int forward_headers_set;
     int forward_assertion;              /* pass the token on */
@@ -96,6 +99,7 @@ static void *create_dir_conf(apr_pool_t *p, char *dir)
     conf->fetch_timeout = DEFAULT_FETCH_TIMEOUT;
     conf->max_age = DEFAULT_MAX_AGE;
     conf->min_refresh = DEFAULT_MIN_REFRESH;
+    conf->max_stale = DEFAULT_MAX_STALE;
     conf->forward_assertion = 1;
     return conf;
 }
@@ -125,6 +129,7 @@ static void *merge_dir_conf(apr_pool_t *p, void *base_conf, void *add_conf)
     MERGE(fetch_timeout);
     MERGE(max_age);
     MERGE(min_refresh);
+    MERGE(max_stale);
     MERGE(forward_headers);
     MERGE(forward_assertion);
     return conf;
@@ -363,6 +368,14 @@ static const char *set_min_refresh(cmd_parms *cmd, void *dconf,
                         &conf->min_refresh, &conf->min_refresh_set);
 }
 
+static const char *set_max_stale(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    teleport_dir_conf *conf = dconf;
+
+    return set_duration(cmd, arg, 0, apr_time_from_sec(30 * 86400),
+                        &conf->max_stale, &conf->max_stale_set);
+}
+
 static const char *set_forward_headers(cmd_parms *cmd, void *dconf, int on)
 {
     teleport_dir_conf *conf = dconf;
@@ -431,6 +444,10 @@ static const command_rec teleport_commands[] = {
                   DIRECTIVE_CONTEXT,
                   "At most one JWKS fetch per URL in this many seconds "
                   "(default 60)"),
+    AP_INIT_TAKE1("TeleportJWKSMaxStale", set_max_stale, NULL,
+                  DIRECTIVE_CONTEXT,
+                  "Keep using keys this many seconds after their fetch when "
+                  "refreshes fail (default 86400)"),
     AP_INIT_FLAG("TeleportForwardHeaders", set_forward_headers, NULL,
                  DIRECTIVE_CONTEXT,
                  "On: pass X-Teleport-User, X-Teleport-Roles and "
@@ -895,6 +912,8 @@ static teleport_verify_status verify(request_rec *r,
     options.fetch_timeout = conf->fetch_timeout;
     options.max_age = conf->max_age;
     options.min_refresh = conf->min_refresh;
+    options.max_stale = conf->max_stale > conf->max_age ? conf->max_stale
+                                                        : conf->max_age;
     fill_checks(r, conf, &checks);
 
     keys = load_keys(r, conf, &options, 0, retry_after);
