@@ -27,13 +27,13 @@
  * JWKS.  Teleport's deepest value (traits) is at depth 3. */
 #define JSON_MAX_DEPTH 16
 
-/* Most JWKS entries considered; Teleport lists each key twice, and at most
- * two keys during a rotation. */
+/* Maximum number of JWKS entries read.  Teleport lists each key twice, and
+ * two keys while its JWT CA rotates. */
 #define JWKS_MAX_ENTRIES 64
 
-/* RSA limits: below 2048 bits is weak (NIST SP 800-131A), above 8192 bits
- * only costs verification time.  OpenSSL itself rejects public exponents
- * above 64 bits for moduli over 3072 bits; we apply that to every size. */
+/* RSA limits.  Moduli above 8192 bits only cost verification time.
+ * OpenSSL 3 rejects public exponents over OPENSSL_RSA_MAX_PUBEXP_BITS (64)
+ * for moduli over 3072 bits, and this file applies that to every size. */
 #define RSA_MIN_BITS 2048
 #define RSA_MAX_BITS 8192
 #define RSA_MAX_EXPONENT_BITS 64
@@ -41,7 +41,7 @@
 #define ED25519_KEY_SIZE 32
 #define ED25519_SIGNATURE_SIZE 64
 
-/* Most characters of one token value copied into error->detail. */
+/* Maximum characters of one token value copied into error->detail. */
 #define DETAIL_VALUE_MAX 64
 
 typedef enum {
@@ -309,7 +309,13 @@ unsigned char *teleport_base64url_decode(const char *in, size_t in_len,
         return NULL;
     }
     for (i = 0; i < in_len; i++) {
-        standard[i] = in[i] == '-' ? '+' : in[i] == '_' ? '/' : in[i];
+        standard[i] = (unsigned char)in[i];
+        if (in[i] == '-') {
+            standard[i] = '+';
+        }
+        else if (in[i] == '_') {
+            standard[i] = '/';
+        }
     }
     memset(standard + in_len, '=', padding);
     standard[padded_len] = '\0';
@@ -329,7 +335,8 @@ unsigned char *teleport_base64url_decode(const char *in, size_t in_len,
 /* ---- JSON --------------------------------------------------------------- */
 
 /* Return 1 when no array or object in text nests deeper than
- * JSON_MAX_DEPTH; runs in one pass so that jansson never sees deep input. */
+ * JSON_MAX_DEPTH.  This runs before jansson, so deep input never reaches
+ * its recursive parser. */
 static int depth_within_limit(const char *text, size_t len)
 {
     size_t depth = 0;
@@ -364,27 +371,31 @@ static int depth_within_limit(const char *text, size_t len)
 
 /*
  * Parse text as one JSON object, rejecting duplicate member names and deep
- * nesting.  Return the object, or NULL with a phrase in why.
+ * nesting.  Return the object, or NULL with a phrase in problem.
  */
-static json_t *load_object(const char *text, size_t len, char *why,
-                           size_t why_size)
+static json_t *load_object(const char *text, size_t len, char *problem,
+                           size_t problem_size)
 {
     json_error_t json_error;
+    char shown[DETAIL_VALUE_MAX + 4];
     json_t *value;
 
     if (!depth_within_limit(text, len)) {
-        snprintf(why, why_size, "JSON nested deeper than %d levels",
+        snprintf(problem, problem_size, "JSON nested deeper than %d levels",
                  JSON_MAX_DEPTH);
         return NULL;
     }
     value = json_loadb(text, len, JSON_REJECT_DUPLICATES, &json_error);
     if (value == NULL) {
-        snprintf(why, why_size, "invalid JSON at byte %d: %.80s",
-                 json_error.position, json_error.text);
+        /* jansson quotes the text near the error, so escape it. */
+        escape_value(shown, sizeof(shown), json_error.text,
+                     strlen(json_error.text));
+        snprintf(problem, problem_size, "invalid JSON at byte %d: %s",
+                 json_error.position, shown);
         return NULL;
     }
     if (!json_is_object(value)) {
-        snprintf(why, why_size, "JSON value is not an object");
+        snprintf(problem, problem_size, "JSON value is not an object");
         json_decref(value);
         return NULL;
     }
@@ -472,19 +483,20 @@ static unsigned char *decode_member(json_t *jwk, const char *name,
     return bytes;
 }
 
-static int check_rsa_numbers(const BIGNUM *n, const BIGNUM *e, char *why,
-                             size_t why_size)
+static int check_rsa_numbers(const BIGNUM *n, const BIGNUM *e, char *problem,
+                             size_t problem_size)
 {
     int bits = BN_num_bits(n);
 
     if (bits < RSA_MIN_BITS || bits > RSA_MAX_BITS) {
-        snprintf(why, why_size, "RSA modulus of %d bits is outside %d-%d",
+        snprintf(problem, problem_size,
+                 "RSA modulus of %d bits is outside %d-%d",
                  bits, RSA_MIN_BITS, RSA_MAX_BITS);
         return 0;
     }
     if (!BN_is_odd(e) || BN_num_bits(e) < 2
         || BN_num_bits(e) > RSA_MAX_EXPONENT_BITS) {
-        snprintf(why, why_size,
+        snprintf(problem, problem_size,
                  "RSA exponent is even, below 3 or above %d bits",
                  RSA_MAX_EXPONENT_BITS);
         return 0;
@@ -492,7 +504,7 @@ static int check_rsa_numbers(const BIGNUM *n, const BIGNUM *e, char *why,
     return 1;
 }
 
-static EVP_PKEY *build_rsa(json_t *jwk, char *why, size_t why_size)
+static EVP_PKEY *build_rsa(json_t *jwk, char *problem, size_t problem_size)
 {
     size_t n_len = 0, e_len = 0;
     unsigned char *n_bytes = decode_member(jwk, "n", &n_len);
@@ -502,18 +514,18 @@ static EVP_PKEY *build_rsa(json_t *jwk, char *why, size_t why_size)
     EVP_PKEY *pkey = NULL;
 
     if (n_bytes == NULL || e_bytes == NULL) {
-        snprintf(why, why_size, "RSA \"n\" or \"e\" missing or not strict "
-                 "base64url");
+        snprintf(problem, problem_size,
+                 "RSA \"n\" or \"e\" missing or not strict base64url");
         goto done;
     }
     n = BN_bin2bn(n_bytes, (int)n_len, NULL);
     e = BN_bin2bn(e_bytes, (int)e_len, NULL);
     builder = OSSL_PARAM_BLD_new();
     if (n == NULL || e == NULL || builder == NULL) {
-        snprintf(why, why_size, "out of memory");
+        snprintf(problem, problem_size, "out of memory");
         goto done;
     }
-    if (!check_rsa_numbers(n, e, why, why_size)) {
+    if (!check_rsa_numbers(n, e, problem, problem_size)) {
         goto done;
     }
     if (OSSL_PARAM_BLD_push_BN(builder, OSSL_PKEY_PARAM_RSA_N, n) == 1
@@ -521,7 +533,7 @@ static EVP_PKEY *build_rsa(json_t *jwk, char *why, size_t why_size)
         pkey = pkey_from_params("RSA", builder);
     }
     if (pkey == NULL) {
-        snprintf(why, why_size, "OpenSSL rejected the RSA key");
+        snprintf(problem, problem_size, "OpenSSL rejected the RSA key");
     }
 
 done:
@@ -533,8 +545,9 @@ done:
     return pkey;
 }
 
-/* Reject a point that is not on the curve or not in its prime-order
- * subgroup. */
+/* Return 1 when OpenSSL's full public-key check passes.  EVP_PKEY_fromdata
+ * of OpenSSL 3 already rejects points off the curve; this keeps the check
+ * explicit. */
 static int check_public_key(EVP_PKEY *pkey)
 {
     EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
@@ -548,8 +561,8 @@ static int check_public_key(EVP_PKEY *pkey)
  * Build an EC public key from "x" and "y".  Teleport does not left-pad the
  * coordinates, so shorter values are padded with zeros here.
  */
-static EVP_PKEY *build_ec(json_t *jwk, const curve_entry *curve, char *why,
-                          size_t why_size)
+static EVP_PKEY *build_ec(json_t *jwk, const curve_entry *curve, char *problem,
+                          size_t problem_size)
 {
     size_t x_len = 0, y_len = 0;
     unsigned char *x = decode_member(jwk, "x", &x_len);
@@ -561,8 +574,9 @@ static EVP_PKEY *build_ec(json_t *jwk, const curve_entry *curve, char *why,
 
     if (x == NULL || y == NULL || x_len > curve->size
         || y_len > curve->size) {
-        snprintf(why, why_size, "EC \"x\" or \"y\" missing, not strict "
-                 "base64url or longer than %zu bytes", curve->size);
+        snprintf(problem, problem_size,
+                 "EC \"x\" or \"y\" missing, not strict base64url or "
+                 "longer than %zu bytes", curve->size);
         goto done;
     }
 
@@ -585,7 +599,8 @@ static EVP_PKEY *build_ec(json_t *jwk, const curve_entry *curve, char *why,
         pkey = NULL;
     }
     if (pkey == NULL) {
-        snprintf(why, why_size, "EC point is not on curve %s", curve->name);
+        snprintf(problem, problem_size,
+                 "EC point is not on curve %s", curve->name);
     }
 
 done:
@@ -595,27 +610,28 @@ done:
     return pkey;
 }
 
-static EVP_PKEY *build_okp(json_t *jwk, char *why, size_t why_size)
+static EVP_PKEY *build_okp(json_t *jwk, char *problem, size_t problem_size)
 {
     size_t x_len = 0;
     unsigned char *x;
     EVP_PKEY *pkey = NULL;
 
-    /* RFC 8037 section 2: only Ed25519 among the OKP curves is accepted. */
+    /* Of the OKP curves of RFC 8037 section 2, only Ed25519 is accepted. */
     if (!string_equals(json_object_get(jwk, "crv"), "Ed25519")) {
-        snprintf(why, why_size, "OKP \"crv\" is not Ed25519");
+        snprintf(problem, problem_size, "OKP \"crv\" is not Ed25519");
         return NULL;
     }
     x = decode_member(jwk, "x", &x_len);
     if (x == NULL || x_len != ED25519_KEY_SIZE) {
-        snprintf(why, why_size, "Ed25519 \"x\" is not %d bytes of strict "
-                 "base64url", ED25519_KEY_SIZE);
+        snprintf(problem, problem_size,
+                 "Ed25519 \"x\" is not %d bytes of strict base64url",
+                 ED25519_KEY_SIZE);
         free(x);
         return NULL;
     }
     pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, x, x_len);
     if (pkey == NULL) {
-        snprintf(why, why_size, "OpenSSL rejected the Ed25519 key");
+        snprintf(problem, problem_size, "OpenSSL rejected the Ed25519 key");
     }
     free(x);
     return pkey;
@@ -634,45 +650,46 @@ static const curve_entry *find_curve(json_t *crv)
 }
 
 /* Build the key of one JWK by "kty"; set entry->kty and entry->algs. */
-static EVP_PKEY *build_key(json_t *jwk, keyset_entry *entry, char *why,
-                           size_t why_size)
+static EVP_PKEY *build_key(json_t *jwk, keyset_entry *entry, char *problem,
+                           size_t problem_size)
 {
     json_t *kty = json_object_get(jwk, "kty");
     const curve_entry *curve;
     char shown[DETAIL_VALUE_MAX + 4];
 
     if (!json_is_string(kty)) {
-        snprintf(why, why_size, "\"kty\" missing or not a string");
+        snprintf(problem, problem_size, "\"kty\" missing or not a string");
         return NULL;
     }
     if (string_equals(kty, "RSA")) {
         entry->kty = "RSA";
         entry->algs = RSA_ALGS;
-        return build_rsa(jwk, why, why_size);
+        return build_rsa(jwk, problem, problem_size);
     }
     if (string_equals(kty, "EC")) {
         curve = find_curve(json_object_get(jwk, "crv"));
         if (curve == NULL) {
-            snprintf(why, why_size, "EC \"crv\" missing or not supported");
+            snprintf(problem, problem_size,
+                     "EC \"crv\" missing or not supported");
             return NULL;
         }
         entry->kty = "EC";
         entry->algs = curve->alg;
-        return build_ec(jwk, curve, why, why_size);
+        return build_ec(jwk, curve, problem, problem_size);
     }
     if (string_equals(kty, "OKP")) {
         entry->kty = "OKP";
         entry->algs = TELEPORT_ALG_EDDSA;
-        return build_okp(jwk, why, why_size);
+        return build_okp(jwk, problem, problem_size);
     }
     escape_json_string(shown, sizeof(shown), kty);
-    snprintf(why, why_size, "\"kty\" \"%s\" is not supported", shown);
+    snprintf(problem, problem_size, "\"kty\" \"%s\" is not supported", shown);
     return NULL;
 }
 
 /* Check "kid", "use" and "alg" of one JWK, restricting entry->algs. */
-static int check_jwk_members(json_t *jwk, keyset_entry *entry, char *why,
-                             size_t why_size)
+static int check_jwk_members(json_t *jwk, keyset_entry *entry, char *problem,
+                             size_t problem_size)
 {
     json_t *kid = json_object_get(jwk, "kid");
     json_t *use = json_object_get(jwk, "use");
@@ -682,11 +699,12 @@ static int check_jwk_members(json_t *jwk, keyset_entry *entry, char *why,
     if (kid != NULL && (!json_is_string(kid)
                         || strlen(json_string_value(kid))
                            != json_string_length(kid))) {
-        snprintf(why, why_size, "\"kid\" is not a string");
+        snprintf(problem, problem_size,
+                 "\"kid\" is not a string without NUL bytes");
         return 0;
     }
     if (use != NULL && !string_equals(use, "sig")) {
-        snprintf(why, why_size, "\"use\" is not \"sig\"");
+        snprintf(problem, problem_size, "\"use\" is not \"sig\"");
         return 0;
     }
     if (alg == NULL) {
@@ -695,11 +713,11 @@ static int check_jwk_members(json_t *jwk, keyset_entry *entry, char *why,
     alg_bit = json_is_string(alg)
               ? teleport_alg_from_name(json_string_value(alg)) : 0;
     if (alg_bit == 0 || !string_equals(alg, teleport_alg_name(alg_bit))) {
-        snprintf(why, why_size, "\"alg\" is not a supported algorithm");
+        snprintf(problem, problem_size, "\"alg\" is not a supported algorithm");
         return 0;
     }
     if ((entry->algs & alg_bit) == 0) {
-        snprintf(why, why_size, "\"alg\" %s does not fit \"kty\" %s",
+        snprintf(problem, problem_size, "\"alg\" %s does not fit \"kty\" %s",
                  teleport_alg_name(alg_bit), entry->kty);
         return 0;
     }
@@ -709,26 +727,27 @@ static int check_jwk_members(json_t *jwk, keyset_entry *entry, char *why,
     return 1;
 }
 
-/* Turn one JWK into entry; return 0 with a phrase in why to skip it. */
-static int parse_jwk(json_t *jwk, keyset_entry *entry, char *why,
-                     size_t why_size)
+/* Turn one JWK into entry; return 0 with a phrase in problem to skip it. */
+static int parse_jwk(json_t *jwk, keyset_entry *entry, char *problem,
+                     size_t problem_size)
 {
     json_t *kid;
 
     memset(entry, 0, sizeof(*entry));
     if (!json_is_object(jwk)) {
-        snprintf(why, why_size, "not a JSON object");
+        snprintf(problem, problem_size, "not a JSON object");
         return 0;
     }
     if (string_equals(json_object_get(jwk, "kty"), "oct")) {
-        snprintf(why, why_size, "symmetric (\"oct\") keys are never used");
+        snprintf(problem, problem_size,
+                 "symmetric (\"oct\") keys are never used");
         return 0;
     }
-    entry->pkey = build_key(jwk, entry, why, why_size);
+    entry->pkey = build_key(jwk, entry, problem, problem_size);
     if (entry->pkey == NULL) {
         return 0;
     }
-    if (!check_jwk_members(jwk, entry, why, why_size)) {
+    if (!check_jwk_members(jwk, entry, problem, problem_size)) {
         EVP_PKEY_free(entry->pkey);
         entry->pkey = NULL;
         return 0;
@@ -739,7 +758,7 @@ static int parse_jwk(json_t *jwk, keyset_entry *entry, char *why,
                              kid ? json_string_length(kid) : 0);
     entry->bits = EVP_PKEY_get_bits(entry->pkey);
     if (entry->kid == NULL) {
-        snprintf(why, why_size, "out of memory");
+        snprintf(problem, problem_size, "out of memory");
         EVP_PKEY_free(entry->pkey);
         entry->pkey = NULL;
         return 0;
@@ -793,7 +812,7 @@ typedef enum {
  * while every non-empty kid stays findable.
  */
 static entry_outcome add_entry(teleport_keyset *keys, keyset_entry *entry,
-                               char *why, size_t why_size)
+                               char *problem, size_t problem_size)
 {
     keyset_entry *same;
     char shown[DETAIL_VALUE_MAX + 4];
@@ -803,7 +822,8 @@ static entry_outcome add_entry(teleport_keyset *keys, keyset_entry *entry,
         if (same != NULL && EVP_PKEY_eq(same->pkey, entry->pkey) != 1) {
             escape_value(shown, sizeof(shown), entry->kid,
                          strlen(entry->kid));
-            snprintf(why, why_size, "\"kid\" \"%s\" is already used by a "
+            snprintf(problem, problem_size,
+                     "\"kid\" \"%s\" is already used by a "
                      "different key", shown);
             free_entry(entry);
             return ENTRY_SKIPPED;
@@ -836,10 +856,11 @@ static entry_outcome add_entry(teleport_keyset *keys, keyset_entry *entry,
 }
 
 static void note_skip(int *skipped, char *first, size_t first_size,
-                      size_t index, const char *why)
+                      size_t index, const char *problem)
 {
     if (*skipped == 0) {
-        snprintf(first, first_size, "JWKS key %zu skipped: %s", index, why);
+        snprintf(first, first_size, "JWKS keys[%zu] skipped: %s", index,
+                 problem);
     }
     (*skipped)++;
 }
@@ -852,20 +873,39 @@ static void add_entries(teleport_keyset *keys, json_t *array, int *skipped,
     size_t total = json_array_size(array);
     size_t considered = total < JWKS_MAX_ENTRIES ? total : JWKS_MAX_ENTRIES;
     keyset_entry entry;
-    char why[160];
+    char problem[160];
     size_t i;
 
     for (i = 0; i < considered; i++) {
-        if (!parse_jwk(json_array_get(array, i), &entry, why, sizeof(why))
-            || add_entry(keys, &entry, why, sizeof(why)) == ENTRY_SKIPPED) {
-            note_skip(skipped, first, first_size, i, why);
+        json_t *jwk = json_array_get(array, i);
+
+        if (!parse_jwk(jwk, &entry, problem, sizeof(problem))
+            || add_entry(keys, &entry, problem, sizeof(problem))
+               == ENTRY_SKIPPED) {
+            note_skip(skipped, first, first_size, i, problem);
         }
     }
     for (i = considered; i < total; i++) {
-        snprintf(why, sizeof(why), "only the first %d entries are read",
+        snprintf(problem, sizeof(problem), "only the first %d entries are read",
                  JWKS_MAX_ENTRIES);
-        note_skip(skipped, first, first_size, i, why);
+        note_skip(skipped, first, first_size, i, problem);
     }
+}
+
+/* Allocate an empty key set with room for JWKS_MAX_ENTRIES keys. */
+static teleport_keyset *new_keyset(void)
+{
+    teleport_keyset *keys = calloc(1, sizeof(*keys));
+
+    if (keys == NULL) {
+        return NULL;
+    }
+    keys->keys = calloc(JWKS_MAX_ENTRIES, sizeof(*keys->keys));
+    if (keys->keys == NULL) {
+        free(keys);
+        return NULL;
+    }
+    return keys;
 }
 
 teleport_keyset *teleport_keyset_parse(const char *json, size_t len,
@@ -878,8 +918,8 @@ teleport_keyset *teleport_keyset_parse(const char *json, size_t len,
     json_t *document;
     json_t *array;
     int skip_count = 0;
-    char why[160];
-    char first_skip[200] = "";
+    char problem[160];
+    char first_skip[256] = "";
 
     error = error != NULL ? error : &unused;
     clear_error(error);
@@ -894,9 +934,9 @@ teleport_keyset *teleport_keyset_parse(const char *json, size_t len,
         return NULL;
     }
 
-    document = load_object(json, len, why, sizeof(why));
+    document = load_object(json, len, problem, sizeof(problem));
     if (document == NULL) {
-        set_error(error, reason_bad_jwks, "JWKS: %s", why);
+        set_error(error, reason_bad_jwks, "JWKS: %s", problem);
         return NULL;
     }
     array = json_object_get(document, "keys");
@@ -906,12 +946,8 @@ teleport_keyset *teleport_keyset_parse(const char *json, size_t len,
         return NULL;
     }
 
-    keys = calloc(1, sizeof(*keys));
-    if (keys != NULL) {
-        keys->keys = calloc(JWKS_MAX_ENTRIES, sizeof(*keys->keys));
-    }
-    if (keys == NULL || keys->keys == NULL) {
-        free(keys);
+    keys = new_keyset();
+    if (keys == NULL) {
         json_decref(document);
         set_error(error, reason_no_usable_keys, "out of memory");
         return NULL;
@@ -928,7 +964,7 @@ teleport_keyset *teleport_keyset_parse(const char *json, size_t len,
     if (keys->count == 0) {
         teleport_keyset_free(keys);
         set_error(error, reason_no_usable_keys,
-                  "JWKS contains no usable key; %s",
+                  "JWKS contains no usable key (%s)",
                   skip_count > 0 ? first_skip : "\"keys\" is empty");
         return NULL;
     }
@@ -1034,7 +1070,7 @@ static int verify_signature(const alg_entry *alg, const keyset_entry *entry,
     int valid = 0;
 
     /* RSASSA signatures are exactly as long as the modulus (RFC 8017
-     * section 8.2.2). */
+     * sections 8.1.2 and 8.2.2). */
     if (alg->type == KEY_RSA
         && sig_len != (size_t)EVP_PKEY_get_size(entry->pkey)) {
         return 0;
@@ -1205,9 +1241,9 @@ static int split_compact(const char *compact, size_t len, size_t max_len,
     return 1;
 }
 
-/* Decode a segment and parse it as a JSON object; NULL with why filled. */
-static json_t *decode_object(const char *segment, size_t len, char *why,
-                             size_t why_size)
+/* Decode a segment and parse it as a JSON object; NULL with problem filled. */
+static json_t *decode_object(const char *segment, size_t len, char *problem,
+                             size_t problem_size)
 {
     size_t decoded_len = 0;
     unsigned char *decoded = teleport_base64url_decode(segment, len,
@@ -1215,10 +1251,11 @@ static json_t *decode_object(const char *segment, size_t len, char *why,
     json_t *object;
 
     if (decoded == NULL) {
-        snprintf(why, why_size, "segment does not decode");
+        snprintf(problem, problem_size, "segment does not decode");
         return NULL;
     }
-    object = load_object((const char *)decoded, decoded_len, why, why_size);
+    object = load_object((const char *)decoded, decoded_len, problem,
+                         problem_size);
     free(decoded);
     return object;
 }
@@ -1256,15 +1293,15 @@ static json_t *read_header(const compact_parts *parts, unsigned allowed,
                            const alg_entry **alg, const char **kid,
                            teleport_error *error)
 {
-    char why[160];
+    char problem[160];
     char shown[DETAIL_VALUE_MAX + 4];
-    json_t *header = decode_object(parts->header, parts->header_len, why,
-                                   sizeof(why));
+    json_t *header = decode_object(parts->header, parts->header_len, problem,
+                                   sizeof(problem));
     json_t *alg_value;
     unsigned bit;
 
     if (header == NULL) {
-        set_error(error, reason_bad_header, "header: %s", why);
+        set_error(error, reason_bad_header, "header: %s", problem);
         return NULL;
     }
     if (!read_kid(header, kid, error)) {
@@ -1671,12 +1708,12 @@ static json_t *read_claims(const compact_parts *parts,
                            const teleport_checks *checks, long long *expires,
                            const char **user, teleport_error *error)
 {
-    char why[160];
-    json_t *claims = decode_object(parts->payload, parts->payload_len, why,
-                                   sizeof(why));
+    char problem[160];
+    json_t *claims = decode_object(parts->payload, parts->payload_len, problem,
+                                   sizeof(problem));
 
     if (claims == NULL) {
-        set_error(error, reason_bad_payload, "payload: %s", why);
+        set_error(error, reason_bad_payload, "payload: %s", problem);
         return NULL;
     }
     if (!check_dates(claims, checks, expires, error)

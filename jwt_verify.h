@@ -47,19 +47,23 @@ typedef enum {
     /* The token names a "kid" the key set does not contain, or carries no
      * "kid" and no key of the set verifies it.  A caller may refresh the
      * key set (rate limited) and verify again.  error->reason is
-     * "unknown_kid" or "bad_signature". */
+     * "unknown_kid" or "bad_signature", or "key_mismatch" when the token
+     * carries no "kid" and the set contains no key of the type "alg" needs. */
     TELEPORT_VERIFY_KEY_NOT_FOUND
 } teleport_verify_status;
 
 /*
  * Rejection reasons set by this unit (stable words, documented in README):
  *   malformed         not three non-empty strict base64url segments, or over
- *                     the size cap
+ *                     the size cap (an empty signature segment is reported
+ *                     after the "alg" check, so an unsecured JWS with
+ *                     "alg": "none" is reported as alg_not_allowed)
  *   bad_header        header not a JSON object, duplicate members, "alg" or
  *                     "kid" not a string, "crit", "zip" or "enc" present
  *   alg_not_allowed   "alg" not in the allow-list ("none" and HS* never are)
  *   unknown_kid       non-empty "kid" not in the key set
- *   key_mismatch      the key that "kid" selects does not fit "alg"
+ *   key_mismatch      the key that "kid" selects does not fit "alg", or
+ *                     (without "kid") no key of the set does
  *   bad_signature     signature does not verify, or has the wrong length
  *   bad_payload       payload not a JSON object, or duplicate members
  *   bad_claim         exp/nbf/iat not a JSON number, roles/traits of the
@@ -102,13 +106,18 @@ typedef struct {
 /*
  * Parse a JWKS document (RFC 7517 section 5).  Entries that cannot be used
  * for verification (unknown "kty", "oct" keys, "use" other than "sig",
- * unsupported curve, malformed or weak numbers, RSA under 2048 bits, RSA
- * exponent below 3 or even, EC point not on the curve, non-empty "kid"
- * already taken by a different key) are skipped; *skipped (if not NULL)
- * receives their count and skip_detail (if not NULL, skip_detail_size > 0)
- * a phrase describing the first one skipped.  Returns NULL and fills error
- * when the document itself is unusable (not JSON, no "keys" array) or no
- * entry is usable (reason "no_usable_keys").
+ * "alg" not supported or not fitting the key, unsupported curve, malformed
+ * or weak numbers, RSA modulus under 2048 or over 8192 bits, RSA exponent
+ * below 3, even or over 64 bits, EC point not on the curve, non-empty
+ * "kid" already taken by a different key, entries after the 64th) are
+ * skipped; *skipped (if not NULL) receives their count and skip_detail (if
+ * not NULL, skip_detail_size > 0) a phrase describing the first one
+ * skipped.  A JWK "alg" restricts its key to that algorithm (RFC 7517
+ * section 4.4).  An entry repeating a key already in the set is folded
+ * into it and not counted as skipped: its non-empty "kid" stays findable,
+ * and a token without "kid" tries each distinct key once.  Returns NULL
+ * and fills error when the document itself is unusable (not JSON, no
+ * "keys" array) or no entry is usable (reason "no_usable_keys").
  */
 teleport_keyset *teleport_keyset_parse(const char *json, size_t len,
                                        int *skipped, char *skip_detail,
@@ -116,6 +125,8 @@ teleport_keyset *teleport_keyset_parse(const char *json, size_t len,
                                        teleport_error *error);
 void teleport_keyset_free(teleport_keyset *keys);
 size_t teleport_keyset_count(const teleport_keyset *keys);
+/* Fill info for the key at index (0 to count - 1); return 1, or 0 when
+ * index is out of range.  The strings in info belong to keys. */
 int teleport_keyset_key_info(const teleport_keyset *keys, size_t index,
                              teleport_key_info *info);
 /* Return 1 when a key with this non-empty kid is in the set. */
