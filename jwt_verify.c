@@ -1818,3 +1818,27 @@ void teleport_token_free(teleport_token *token)
     json_decref(token->claims);
     free(token);
 }
+
+teleport_verify_status teleport_token_check(const teleport_token *token,
+                                            const teleport_checks *checks,
+                                            teleport_error *error)
+{
+    const char *user = NULL;
+    long long expires = 0;
+
+    clear_error(error);
+    escape_json_string(error->kid, sizeof(error->kid),
+                       json_object_get(token->header, "kid"));
+    if ((checks->algorithms & teleport_alg_from_name(token->alg)) == 0) {
+        set_error(error, reason_alg_not_allowed, "alg \"%s\" is not allowed",
+                  token->alg);
+        return TELEPORT_VERIFY_INVALID;
+    }
+    if (!check_dates(token->claims, checks, &expires, error)
+        || !check_audience(token->claims, checks, error)
+        || !check_issuer(token->claims, checks, error)
+        || !check_user(token->claims, checks, &user, error)) {
+        return TELEPORT_VERIFY_INVALID;
+    }
+    return TELEPORT_VERIFY_OK;
+}

@@ -169,6 +169,16 @@ teleport_verify_status teleport_jwt_verify(const char *compact, size_t len,
                                            teleport_error *error);
 void teleport_token_free(teleport_token *token);
 
+/*
+ * Apply checks to a token that teleport_jwt_verify() verified earlier: the
+ * allow-list, the dates, audience, issuer and user claim, without the
+ * signature.  For a token verified once and checked again under another
+ * configuration (a subrequest, a cached token).
+ */
+teleport_verify_status teleport_token_check(const teleport_token *token,
+                                            const teleport_checks *checks,
+                                            teleport_error *error);
+
 /* Map "RS256" etc. to its TELEPORT_ALG_* bit; 0 when unknown (including
  * "none" and every HS* name, which are never supported). */
 unsigned teleport_alg_from_name(const char *name);

@@ -79,9 +79,12 @@ static const char *const identity_headers[] = {
     "X-Teleport-User", "X-Teleport-Roles", "X-Teleport-Traits", NULL
 };
 
-/* The verified token of a request, kept for the authorization providers. */
+/* The verified token of a request, kept for the authorization providers
+ * and for the subrequests and internal redirects of the same request. */
 typedef struct {
     teleport_token *token;
+    const char *compact;     /* the header value it came from */
+    const char *user_claim;  /* the claim that named the user */
 } teleport_request_state;
 
 /* Config creation and merging */
@@ -681,11 +684,14 @@ static apr_status_t token_cleanup(void *data)
     return APR_SUCCESS;
 }
 
-static void keep_token(request_rec *r, teleport_token *token)
+static void keep_token(request_rec *r, const teleport_dir_conf *conf,
+                       teleport_token *token, const char *compact)
 {
     teleport_request_state *state = apr_pcalloc(r->pool, sizeof(*state));
 
     state->token = token;
+    state->compact = compact != NULL ? compact : "";
+    state->user_claim = conf->user_claim;
     ap_set_module_config(r->request_config, &auth_teleport_module, state);
 }
 
@@ -695,6 +701,31 @@ static const teleport_token *request_token(request_rec *r)
 
     state = ap_get_module_config(r->request_config, &auth_teleport_module);
     return state != NULL ? state->token : NULL;
+}
+
+/* Return the token that the main request (for a subrequest) or the
+ * redirecting request (for an internal redirect) verified from the same
+ * header value, or from any value when r has none because
+ * TeleportForwardAssertion Off removed it.  NULL when there is none.  Both
+ * requests share r's pool, so the token outlives r. */
+static teleport_token *inherited_token(request_rec *r,
+                                       const teleport_dir_conf *conf,
+                                       const char *compact)
+{
+    request_rec *other = r->main != NULL ? r->main : r->prev;
+    teleport_request_state *state;
+
+    if (other == NULL) {
+        return NULL;
+    }
+    state = ap_get_module_config(other->request_config,
+                                 &auth_teleport_module);
+    if (state == NULL
+        || (compact != NULL && strcmp(state->compact, compact) != 0)
+        || strcmp(state->user_claim, conf->user_claim) != 0) {
+        return NULL;
+    }
+    return state->token;
 }
 
 /* Return 1 when value can go into an environment variable or header. */
@@ -895,12 +926,10 @@ static void set_identity_headers(request_rec *r, const teleport_token *token)
 
 /* Verify with the cached keys, and once more after a refresh when the key
  * is not among them (a rotation, or a kid-less token of a new key). */
-static teleport_verify_status verify(request_rec *r,
-                                     const teleport_dir_conf *conf,
-                                     const char *compact,
-                                     teleport_token **token,
-                                     teleport_error *error,
-                                     apr_interval_time_t *retry_after)
+static teleport_verify_status verify_with_refresh(
+    request_rec *r, const teleport_dir_conf *conf, const char *compact,
+    teleport_token **token, teleport_error *error,
+    apr_interval_time_t *retry_after)
 {
     teleport_fetch_options options;
     teleport_checks checks;
@@ -937,6 +966,38 @@ static teleport_verify_status verify(request_rec *r,
                                error);
 }
 
+/* Verify compact and tie the resulting token to r's pool. */
+static teleport_verify_status verify(request_rec *r,
+                                     const teleport_dir_conf *conf,
+                                     const char *compact,
+                                     teleport_token **token,
+                                     teleport_error *error,
+                                     apr_interval_time_t *retry_after)
+{
+    teleport_verify_status status;
+
+    status = verify_with_refresh(r, conf, compact, token, error,
+                                 retry_after);
+    if (status == TELEPORT_VERIFY_OK) {
+        apr_pool_cleanup_register(r->pool, *token, token_cleanup,
+                                  apr_pool_cleanup_null);
+    }
+    return status;
+}
+
+/* Apply this location's checks to a token verified earlier for the same
+ * request, without the signature work. */
+static teleport_verify_status recheck(request_rec *r,
+                                      const teleport_dir_conf *conf,
+                                      const teleport_token *token,
+                                      teleport_error *error)
+{
+    teleport_checks checks;
+
+    fill_checks(r, conf, &checks);
+    return teleport_token_check(token, &checks, error);
+}
+
 static int authenticate(request_rec *r)
 {
     teleport_dir_conf *conf;
@@ -961,24 +1022,29 @@ static int authenticate(request_rec *r)
 
     switch (read_assertion(r, conf, &compact, &reason)) {
     case ASSERTION_ABSENT:
-        set_challenge(r, conf);
-        return HTTP_UNAUTHORIZED;
+        token = inherited_token(r, conf, NULL);
+        if (token == NULL) {
+            set_challenge(r, conf);
+            return HTTP_UNAUTHORIZED;
+        }
+        break;
     case ASSERTION_INVALID:
         return reject(r, conf, reason, "", "the request header is invalid");
     case ASSERTION_FOUND:
+        token = inherited_token(r, conf, compact);
         break;
     }
 
     memset(&error, 0, sizeof(error));
-    status = verify(r, conf, compact, &token, &error, &retry_after);
+    status = token != NULL ? recheck(r, conf, token, &error)
+                           : verify(r, conf, compact, &token, &error,
+                                    &retry_after);
     if (status != TELEPORT_VERIFY_OK && error.reason == NULL) {
         return unavailable(r, conf, retry_after);
     }
     if (status != TELEPORT_VERIFY_OK) {
         return reject(r, conf, error.reason, error.kid, error.detail);
     }
-    apr_pool_cleanup_register(r->pool, token, token_cleanup,
-                              apr_pool_cleanup_null);
 
     if ((token->subject != NULL && !is_safe_value(token->subject))
         || (token->issuer != NULL && !is_safe_value(token->issuer))
@@ -987,7 +1053,7 @@ static int authenticate(request_rec *r)
                       "sub, iss or kid contains control characters");
     }
     set_identity(r, token);
-    keep_token(r, token);
+    keep_token(r, conf, token, compact);
     if (conf->forward_headers) {
         set_identity_headers(r, token);
     }
