@@ -41,6 +41,10 @@ APLOG_USE_MODULE(auth_teleport);
  * another child or thread runs. */
 #define WAIT_INTERVAL apr_time_from_msec(50)
 
+/* How long a process uses its keys without comparing their version with
+ * the shared one.  A token whose key is missing looks at once. */
+#define SHARED_CHECK_INTERVAL apr_time_from_sec(1)
+
 /* The default provider: shmcb, sized so that a TELEPORT_JWKS_MAX_BYTES
  * document fits.  shmcb splits its segment into sub-caches and an entry
  * must fit in one; httpd 2.4.71 divides 2 MB into 8 sub-caches with about
@@ -80,6 +84,7 @@ static int cache_needs_lock;
 typedef struct {
     teleport_keys *keys;
     apr_time_t attempted_at;
+    apr_time_t checked_at;   /* last look at the shared version */
 } process_entry;
 
 static apr_hash_t *process_entries;
@@ -105,6 +110,11 @@ static void entry_id(const teleport_key_source *source, char kind,
 const teleport_keyset *teleport_keys_set(const teleport_keys *keys)
 {
     return keys->set;
+}
+
+const unsigned char *teleport_keys_version(const teleport_keys *keys)
+{
+    return keys->version;
 }
 
 static void keys_release(teleport_keys *keys)
@@ -516,16 +526,27 @@ static void hold_for_request(request_rec *r, teleport_keys *keys)
                               apr_pool_cleanup_null);
 }
 
-/* Return the process's keys for source with a reference for r, or NULL. */
+/* Return the process's keys for source with a reference for r, or NULL.
+ * *recent tells whether the shared version was compared within
+ * SHARED_CHECK_INTERVAL; if not, the caller compares it now. */
 static teleport_keys *process_get(request_rec *r,
-                                  const teleport_key_source *source)
+                                  const teleport_key_source *source,
+                                  int *recent)
 {
+    apr_time_t now = apr_time_now();
+    process_entry *entry;
     teleport_keys *keys;
 
     apr_thread_mutex_lock(process_lock);
-    keys = process_entry_get(source)->keys;
+    entry = process_entry_get(source);
+    keys = entry->keys;
     if (keys != NULL) {
         apr_atomic_inc32(&keys->references);
+    }
+    *recent = now >= entry->checked_at
+              && now - entry->checked_at < SHARED_CHECK_INTERVAL;
+    if (!*recent) {
+        entry->checked_at = now;
     }
     apr_thread_mutex_unlock(process_lock);
     if (keys != NULL) {
@@ -777,17 +798,26 @@ static teleport_keys *refresh(request_rec *r,
     return keys;
 }
 
-/* Bring the process's keys up to the shared version.  Returns them with a
- * reference for r, or NULL when neither holds usable keys. */
+/* Bring the process's keys up to the shared version; unless look_now is
+ * set, a process that compared versions within SHARED_CHECK_INTERVAL keeps
+ * its keys without reading the socache, and *meta is then all zero.
+ * Returns the keys with a reference for r, or NULL when neither holds
+ * usable keys. */
 static teleport_keys *current_keys(request_rec *r,
                                    const teleport_key_source *source,
-                                   jwks_meta *meta)
+                                   int look_now, jwks_meta *meta)
 {
-    teleport_keys *keys = process_get(r, source);
     teleport_keys *shared;
+    teleport_keys *keys;
     teleport_error error;
     const char *doc;
+    int recent;
 
+    memset(meta, 0, sizeof(*meta));
+    keys = process_get(r, source, &recent);
+    if (keys != NULL && recent && !look_now) {
+        return keys;
+    }
     lock_cache(r, 0);
     meta_read(r, source, meta);
     unlock_cache(r, 0);
@@ -824,7 +854,7 @@ static teleport_keys *wait_for_fetch(request_rec *r,
 
     do {
         apr_sleep(WAIT_INTERVAL);
-        keys = current_keys(r, source, &meta);
+        keys = current_keys(r, source, 1, &meta);
     } while (keys == NULL && fetch_in_progress(&meta, options, apr_time_now())
              && apr_time_now() < deadline);
     return keys;
@@ -843,7 +873,7 @@ teleport_keys *teleport_keys_acquire(request_rec *r,
     int stale;
 
     *retry_after = 0;
-    keys = current_keys(r, source, &meta);
+    keys = current_keys(r, source, force_refresh, &meta);
     if (keys != NULL && now - keys->fetched_at > options->max_stale) {
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
                       "TLP017: keys of %s are older than "

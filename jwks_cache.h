@@ -42,6 +42,9 @@ typedef struct teleport_keys teleport_keys;
 
 const teleport_keyset *teleport_keys_set(const teleport_keys *keys);
 
+/* SHA-256 of the JWKS document the keys were parsed from. */
+const unsigned char *teleport_keys_version(const teleport_keys *keys);
+
 /*
  * Build the key source for a proxy URL given to TeleportProxyURL.  Returns
  * an error string naming the value, or NULL.

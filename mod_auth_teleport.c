@@ -22,6 +22,7 @@
 
 #include "jwks_cache.h"
 #include "jwt_verify.h"
+#include "token_cache.h"
 
 #include <string.h>
 
@@ -82,7 +83,7 @@ static const char *const identity_headers[] = {
 /* The verified token of a request, kept for the authorization providers
  * and for the subrequests and internal redirects of the same request. */
 typedef struct {
-    teleport_token *token;
+    const teleport_token *token;
     const char *compact;     /* the header value it came from */
     const char *user_claim;  /* the claim that named the user */
 } teleport_request_state;
@@ -181,6 +182,15 @@ static const char *claim_source(cmd_parms *cmd, teleport_dir_conf *conf)
 /* Set at config time when some location fetches keys from a URL, so that
  * the socache is created; reset by pre_config for every generation. */
 static int url_sources_configured;
+
+/* TeleportTokenCache: entries per child process; 0 disables the cache.
+ * Server-wide, reset by pre_config for every generation. */
+#define DEFAULT_TOKEN_CACHE_ENTRIES 1024
+#define MAX_TOKEN_CACHE_ENTRIES 1048576
+static unsigned token_cache_entries = DEFAULT_TOKEN_CACHE_ENTRIES;
+
+/* The verified-token cache of this child, created in child_init. */
+static teleport_token_cache *token_cache;
 
 static const char *set_proxy_url(cmd_parms *cmd, void *dconf, const char *arg)
 {
@@ -399,6 +409,28 @@ static const char *set_forward_assertion(cmd_parms *cmd, void *dconf, int on)
     return NULL;
 }
 
+static const char *set_token_cache(cmd_parms *cmd, void *dconf,
+                                   const char *arg)
+{
+    const char *error = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    apr_int64_t entries;
+    char *end;
+
+    (void)dconf;
+    if (error != NULL) {
+        return error;
+    }
+    entries = apr_strtoi64(arg, &end, 10);
+    if (arg[0] == '\0' || *end != '\0' || entries < 0
+        || entries > MAX_TOKEN_CACHE_ENTRIES) {
+        return apr_psprintf(cmd->pool, "TeleportTokenCache: '%s' is not a "
+                            "number of entries from 0 to %d", arg,
+                            MAX_TOKEN_CACHE_ENTRIES);
+    }
+    token_cache_entries = (unsigned)entries;
+    return NULL;
+}
+
 static const char *set_cache(cmd_parms *cmd, void *dconf, const char *arg)
 {
     const char *error = ap_check_cmd_context(cmd, GLOBAL_ONLY);
@@ -458,6 +490,9 @@ static const command_rec teleport_commands[] = {
     AP_INIT_FLAG("TeleportForwardAssertion", set_forward_assertion, NULL,
                  DIRECTIVE_CONTEXT,
                  "Off: remove the token header once verified (default On)"),
+    AP_INIT_TAKE1("TeleportTokenCache", set_token_cache, NULL, RSRC_CONF,
+                  "Verified tokens remembered per child process (default "
+                  "1024; 0 disables)"),
     AP_INIT_TAKE1("TeleportCache", set_cache, NULL, RSRC_CONF,
                   "socache provider[:arguments] shared by all children "
                   "(default shmcb)"),
@@ -685,7 +720,7 @@ static apr_status_t token_cleanup(void *data)
 }
 
 static void keep_token(request_rec *r, const teleport_dir_conf *conf,
-                       teleport_token *token, const char *compact)
+                       const teleport_token *token, const char *compact)
 {
     teleport_request_state *state = apr_pcalloc(r->pool, sizeof(*state));
 
@@ -708,9 +743,9 @@ static const teleport_token *request_token(request_rec *r)
  * header value, or from any value when r has none because
  * TeleportForwardAssertion Off removed it.  NULL when there is none.  Both
  * requests share r's pool, so the token outlives r. */
-static teleport_token *inherited_token(request_rec *r,
-                                       const teleport_dir_conf *conf,
-                                       const char *compact)
+static const teleport_token *inherited_token(request_rec *r,
+                                             const teleport_dir_conf *conf,
+                                             const char *compact)
 {
     request_rec *other = r->main != NULL ? r->main : r->prev;
     teleport_request_state *state;
@@ -924,13 +959,57 @@ static void set_identity_headers(request_rec *r, const teleport_token *token)
     free(json);
 }
 
+/* Verify compact with keys, or take the result of an earlier verification
+ * of the same bytes with the same keys from the token cache; either way
+ * this location's checks apply.  The token lives until r's pool is
+ * cleared. */
+static teleport_verify_status verify_with_keys(request_rec *r,
+                                               const teleport_keys *keys,
+                                               const char *compact,
+                                               const unsigned char *digest,
+                                               const teleport_checks *checks,
+                                               const teleport_token **token,
+                                               teleport_error *error)
+{
+    const unsigned char *version = teleport_keys_version(keys);
+    teleport_token *verified;
+    teleport_verify_status status;
+
+    if (token_cache != NULL) {
+        *token = teleport_token_cache_get(token_cache, digest, version,
+                                          r->pool);
+        if (*token != NULL) {
+            return teleport_token_check(*token, checks, error);
+        }
+    }
+    status = teleport_jwt_verify(compact, strlen(compact),
+                                 teleport_keys_set(keys), checks, &verified,
+                                 error);
+    if (status != TELEPORT_VERIFY_OK) {
+        return status;
+    }
+    if (token_cache != NULL) {
+        teleport_token_cache_put(token_cache, digest, version, verified,
+                                 r->pool);
+    }
+    else {
+        apr_pool_cleanup_register(r->pool, verified, token_cleanup,
+                                  apr_pool_cleanup_null);
+    }
+    *token = verified;
+    return TELEPORT_VERIFY_OK;
+}
+
 /* Verify with the cached keys, and once more after a refresh when the key
  * is not among them (a rotation, or a kid-less token of a new key). */
-static teleport_verify_status verify_with_refresh(
-    request_rec *r, const teleport_dir_conf *conf, const char *compact,
-    teleport_token **token, teleport_error *error,
-    apr_interval_time_t *retry_after)
+static teleport_verify_status verify(request_rec *r,
+                                     const teleport_dir_conf *conf,
+                                     const char *compact,
+                                     const teleport_token **token,
+                                     teleport_error *error,
+                                     apr_interval_time_t *retry_after)
 {
+    unsigned char digest[TELEPORT_DIGEST_LEN];
     teleport_fetch_options options;
     teleport_checks checks;
     teleport_keys *keys;
@@ -944,14 +1023,16 @@ static teleport_verify_status verify_with_refresh(
     options.max_stale = conf->max_stale > conf->max_age ? conf->max_stale
                                                         : conf->max_age;
     fill_checks(r, conf, &checks);
+    if (token_cache != NULL) {
+        teleport_token_digest(compact, strlen(compact), digest);
+    }
 
     keys = load_keys(r, conf, &options, 0, retry_after);
     if (keys == NULL) {
         return TELEPORT_VERIFY_KEY_NOT_FOUND;
     }
-    status = teleport_jwt_verify(compact, strlen(compact),
-                                 teleport_keys_set(keys), &checks, token,
-                                 error);
+    status = verify_with_keys(r, keys, compact, digest, &checks, token,
+                              error);
     if (status != TELEPORT_VERIFY_KEY_NOT_FOUND) {
         return status;
     }
@@ -961,28 +1042,7 @@ static teleport_verify_status verify_with_refresh(
     }
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
                   "TLP032: verifying again with refreshed keys");
-    return teleport_jwt_verify(compact, strlen(compact),
-                               teleport_keys_set(fresh), &checks, token,
-                               error);
-}
-
-/* Verify compact and tie the resulting token to r's pool. */
-static teleport_verify_status verify(request_rec *r,
-                                     const teleport_dir_conf *conf,
-                                     const char *compact,
-                                     teleport_token **token,
-                                     teleport_error *error,
-                                     apr_interval_time_t *retry_after)
-{
-    teleport_verify_status status;
-
-    status = verify_with_refresh(r, conf, compact, token, error,
-                                 retry_after);
-    if (status == TELEPORT_VERIFY_OK) {
-        apr_pool_cleanup_register(r->pool, *token, token_cleanup,
-                                  apr_pool_cleanup_null);
-    }
-    return status;
+    return verify_with_keys(r, fresh, compact, digest, &checks, token, error);
 }
 
 /* Apply this location's checks to a token verified earlier for the same
@@ -1001,7 +1061,7 @@ static teleport_verify_status recheck(request_rec *r,
 static int authenticate(request_rec *r)
 {
     teleport_dir_conf *conf;
-    teleport_token *token = NULL;
+    const teleport_token *token = NULL;
     teleport_error error;
     apr_interval_time_t retry_after = -1;
     teleport_verify_status status;
@@ -1224,6 +1284,7 @@ static int pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
     (void)plog;
     (void)ptemp;
     url_sources_configured = 0;
+    token_cache_entries = DEFAULT_TOKEN_CACHE_ENTRIES;
     teleport_cache_pre_config(pconf);
     return OK;
 }
@@ -1262,6 +1323,7 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
 static void child_init(apr_pool_t *pchild, server_rec *s)
 {
     teleport_cache_child_init(pchild, s);
+    token_cache = teleport_token_cache_create(pchild, token_cache_entries);
 }
 
 static void register_hooks(apr_pool_t *p)

@@ -1,0 +1,180 @@
+/*
+ * Verified-token cache: a set-associative table of 4-way buckets, guarded
+ * by one thread mutex per process.  Entries are reference counted so that
+ * an eviction never frees a token that a request still reads.
+ */
+#include "token_cache.h"
+
+#include "apr_atomic.h"
+#include "apr_thread_mutex.h"
+
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define WAYS 4
+
+typedef struct {
+    teleport_token *token;
+    apr_uint32_t references;
+} shared_token;
+
+typedef struct {
+    unsigned char digest[TELEPORT_DIGEST_LEN];
+    unsigned char version[TELEPORT_DIGEST_LEN];
+    shared_token *shared;            /* NULL: empty */
+} cache_slot;
+
+struct teleport_token_cache {
+    cache_slot *slots;
+    unsigned buckets;
+    apr_thread_mutex_t *lock;
+};
+
+static void release(shared_token *shared)
+{
+    if (shared != NULL && apr_atomic_dec32(&shared->references) == 0) {
+        teleport_token_free(shared->token);
+        free(shared);
+    }
+}
+
+static apr_status_t release_cleanup(void *data)
+{
+    release(data);
+    return APR_SUCCESS;
+}
+
+static apr_status_t token_free_cleanup(void *data)
+{
+    teleport_token_free(data);
+    return APR_SUCCESS;
+}
+
+static apr_status_t cache_cleanup(void *data)
+{
+    teleport_token_cache *cache = data;
+    unsigned i;
+
+    for (i = 0; i < cache->buckets * WAYS; i++) {
+        release(cache->slots[i].shared);
+        cache->slots[i].shared = NULL;
+    }
+    return APR_SUCCESS;
+}
+
+teleport_token_cache *teleport_token_cache_create(apr_pool_t *p,
+                                                  unsigned capacity)
+{
+    teleport_token_cache *cache;
+
+    if (capacity == 0) {
+        return NULL;
+    }
+    cache = apr_pcalloc(p, sizeof(*cache));
+    cache->buckets = (capacity + WAYS - 1) / WAYS;
+    cache->slots = apr_pcalloc(p, sizeof(cache_slot) * cache->buckets * WAYS);
+    if (apr_thread_mutex_create(&cache->lock, APR_THREAD_MUTEX_DEFAULT, p)
+        != APR_SUCCESS) {
+        return NULL;
+    }
+    apr_pool_cleanup_register(p, cache, cache_cleanup, apr_pool_cleanup_null);
+    return cache;
+}
+
+void teleport_token_digest(const char *compact, size_t length,
+                           unsigned char digest[TELEPORT_DIGEST_LEN])
+{
+    EVP_Digest(compact, length, digest, NULL, EVP_sha256(), NULL);
+}
+
+static cache_slot *bucket_of(teleport_token_cache *cache,
+                             const unsigned char digest[TELEPORT_DIGEST_LEN])
+{
+    apr_uint32_t index;
+
+    /* The digest is uniform, so its first bytes spread the buckets. */
+    memcpy(&index, digest, sizeof(index));
+    return cache->slots + (size_t)(index % cache->buckets) * WAYS;
+}
+
+const teleport_token *teleport_token_cache_get(
+    teleport_token_cache *cache,
+    const unsigned char digest[TELEPORT_DIGEST_LEN],
+    const unsigned char version[TELEPORT_DIGEST_LEN], apr_pool_t *p)
+{
+    cache_slot *bucket = bucket_of(cache, digest);
+    shared_token *found = NULL;
+    int i;
+
+    apr_thread_mutex_lock(cache->lock);
+    for (i = 0; i < WAYS; i++) {
+        if (bucket[i].shared != NULL
+            && memcmp(bucket[i].digest, digest, TELEPORT_DIGEST_LEN) == 0
+            && memcmp(bucket[i].version, version, TELEPORT_DIGEST_LEN) == 0) {
+            found = bucket[i].shared;
+            apr_atomic_inc32(&found->references);
+            break;
+        }
+    }
+    apr_thread_mutex_unlock(cache->lock);
+
+    if (found == NULL) {
+        return NULL;
+    }
+    apr_pool_cleanup_register(p, found, release_cleanup,
+                              apr_pool_cleanup_null);
+    return found->token;
+}
+
+/* The slot to fill: one holding the same digest, an empty one, or the one
+ * whose token expires first. */
+static cache_slot *choose_slot(cache_slot *bucket,
+                               const unsigned char digest[TELEPORT_DIGEST_LEN])
+{
+    cache_slot *chosen = &bucket[0];
+    int i;
+
+    for (i = 0; i < WAYS; i++) {
+        if (bucket[i].shared == NULL
+            || memcmp(bucket[i].digest, digest, TELEPORT_DIGEST_LEN) == 0) {
+            return &bucket[i];
+        }
+        if (bucket[i].shared->token->expires
+            < chosen->shared->token->expires) {
+            chosen = &bucket[i];
+        }
+    }
+    return chosen;
+}
+
+void teleport_token_cache_put(teleport_token_cache *cache,
+                              const unsigned char digest[TELEPORT_DIGEST_LEN],
+                              const unsigned char version[TELEPORT_DIGEST_LEN],
+                              teleport_token *token, apr_pool_t *p)
+{
+    shared_token *shared = malloc(sizeof(*shared));
+    shared_token *evicted;
+    cache_slot *slot;
+
+    if (shared == NULL) {
+        /* Not cached: the request alone owns the token. */
+        apr_pool_cleanup_register(p, token, token_free_cleanup,
+                                  apr_pool_cleanup_null);
+        return;
+    }
+    shared->token = token;
+    shared->references = 2; /* the cache's and the request's */
+
+    apr_thread_mutex_lock(cache->lock);
+    slot = choose_slot(bucket_of(cache, digest), digest);
+    evicted = slot->shared;
+    memcpy(slot->digest, digest, TELEPORT_DIGEST_LEN);
+    memcpy(slot->version, version, TELEPORT_DIGEST_LEN);
+    slot->shared = shared;
+    apr_thread_mutex_unlock(cache->lock);
+
+    release(evicted);
+    apr_pool_cleanup_register(p, shared, release_cleanup,
+                              apr_pool_cleanup_null);
+}
