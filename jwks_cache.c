@@ -58,6 +58,7 @@ typedef struct {
     unsigned char version[DIGEST_LEN];
     apr_time_t fetched_at;         /* last successful fetch */
     apr_time_t attempted_at;       /* last fetch started */
+    apr_time_t forced_at;          /* last fetch for an unknown key */
     apr_time_t failed_at;          /* last fetch failed */
     char last_error[LAST_ERROR_LEN];
 } jwks_meta;
@@ -84,6 +85,7 @@ static int cache_needs_lock;
 typedef struct {
     teleport_keys *keys;
     apr_time_t attempted_at;
+    apr_time_t forced_at;
     apr_time_t checked_at;   /* last look at the shared version */
 } process_entry;
 
@@ -626,16 +628,25 @@ static int fetch_in_progress(const jwks_meta *meta,
            && now - meta->attempted_at < options->fetch_timeout;
 }
 
+static apr_time_t later(apr_time_t a, apr_time_t b)
+{
+    return a > b ? a : b;
+}
+
 /*
  * Claim the right to fetch source now.  Under the global mutex, no other
- * fetch may be running and the last attempt, shared and of this process,
- * must be at least min_refresh ago.  A fetch that died (its child killed)
- * stops counting as running after the fetch timeout.
+ * fetch may be running, and the last attempt of the same kind, shared or of
+ * this process, must be at least min_refresh ago.  The kinds are counted
+ * apart: a forced refresh (a key id that the keys lack) follows the last
+ * forced one, so a new key right after a periodic fetch is still found; a
+ * fetch for missing or old keys follows the last attempt of any kind, so a
+ * failing proxy is retried once per interval.  A fetch that died with its
+ * child stops counting as running after the fetch timeout.
  */
 static claim_result claim_fetch(request_rec *r,
                                 const teleport_key_source *source,
                                 const teleport_fetch_options *options,
-                                apr_interval_time_t *retry_after)
+                                int forced, apr_interval_time_t *retry_after)
 {
     apr_time_t now = apr_time_now();
     apr_time_t last;
@@ -647,8 +658,8 @@ static claim_result claim_fetch(request_rec *r,
     meta_read(r, source, &meta);
     apr_thread_mutex_lock(process_lock);
     entry = process_entry_get(source);
-    last = meta.attempted_at > entry->attempted_at ? meta.attempted_at
-                                                   : entry->attempted_at;
+    last = forced ? later(meta.forced_at, entry->forced_at)
+                  : later(meta.attempted_at, entry->attempted_at);
     if (fetch_in_progress(&meta, options, now)) {
         result = CLAIM_IN_PROGRESS;
     }
@@ -659,10 +670,16 @@ static claim_result claim_fetch(request_rec *r,
     else {
         result = CLAIM_GRANTED;
         entry->attempted_at = now;
+        if (forced) {
+            entry->forced_at = now;
+        }
     }
     apr_thread_mutex_unlock(process_lock);
     if (result == CLAIM_GRANTED) {
         meta.attempted_at = now;
+        if (forced) {
+            meta.forced_at = now;
+        }
         meta_write(r, source, &meta);
     }
     unlock_cache(r, 1);
@@ -885,7 +902,8 @@ teleport_keys *teleport_keys_acquire(request_rec *r,
         return keys;
     }
 
-    switch (claim_fetch(r, source, options, retry_after)) {
+    switch (claim_fetch(r, source, options, force_refresh && keys != NULL,
+                        retry_after)) {
     case CLAIM_GRANTED:
         fresh = refresh(r, source, options);
         return fresh != NULL ? fresh : keys;

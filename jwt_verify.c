@@ -176,35 +176,46 @@ static void clear_error(teleport_error *error)
     error->kid[0] = '\0';
 }
 
-/*
- * Copy in[0..len) to out as printable ASCII: other bytes and the backslash
- * become \xNN.  Output is cut at min(size, DETAIL_VALUE_MAX + 4) bytes,
- * ending in "..." when cut.  size must be at least 4.
- */
-static void escape_value(char *out, size_t size, const char *in, size_t len)
+void teleport_escape(char *out, size_t size, const char *in, size_t len)
 {
-    size_t limit = size < DETAIL_VALUE_MAX + 4 ? size : DETAIL_VALUE_MAX + 4;
     size_t used = 0;
     size_t i;
 
+    if (size < 4) {
+        if (size > 0) {
+            out[0] = '\0';
+        }
+        return;
+    }
     for (i = 0; i < len; i++) {
         unsigned char c = (unsigned char)in[i];
-        size_t piece = (c >= 0x20 && c < 0x7f && c != '\\') ? 1 : 4;
+        int plain = c >= 0x20 && c < 0x7f && c != '"' && c != '\\'
+                    && c != '%';
+        size_t piece = plain ? 1 : 3;
 
-        if (used + piece > limit - 4) {
+        if (used + piece > size - 4) {
             memcpy(out + used, "...", 3);
             used += 3;
             break;
         }
-        if (piece == 1) {
+        if (plain) {
             out[used] = (char)c;
         }
         else {
-            snprintf(out + used, 5, "\\x%02X", c);
+            snprintf(out + used, 4, "%%%02X", c);
         }
         used += piece;
     }
     out[used] = '\0';
+}
+
+/* Escape a value from a token for a detail message, capped at
+ * DETAIL_VALUE_MAX bytes plus "..." so that one value cannot fill it. */
+static void escape_value(char *out, size_t size, const char *in, size_t len)
+{
+    size_t limit = size < DETAIL_VALUE_MAX + 4 ? size : DETAIL_VALUE_MAX + 4;
+
+    teleport_escape(out, limit, in, len);
 }
 
 /* Escape a JSON string value for a detail message. */

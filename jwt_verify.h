@@ -84,8 +84,9 @@ typedef enum {
 /*
  * Error value.  reason is a static, stable word for logs and docs
  * (see the README's table).  detail is a short English phrase with values
- * from the token escaped and capped; it never contains the token or its
- * signature.  kid is the token's "kid", escaped, or empty.
+ * from the token escaped by teleport_escape() and capped; it never contains
+ * the token or its signature.  kid is the token's "kid", escaped the same
+ * way, or empty.
  */
 typedef struct {
     const char *reason;
@@ -183,6 +184,15 @@ teleport_verify_status teleport_token_check(const teleport_token *token,
  * "none" and every HS* name, which are never supported). */
 unsigned teleport_alg_from_name(const char *name);
 const char *teleport_alg_name(unsigned alg);
+
+/*
+ * Copy len bytes of in to out for a log line: bytes outside printable
+ * ASCII and the characters '"', '\\' and '%' become %XX, so a value can
+ * neither end a quoted field nor start a new line, and httpd's error log
+ * (which escapes backslashes again) shows it unchanged.  Truncated with
+ * "..." to fit size bytes including the NUL.
+ */
+void teleport_escape(char *out, size_t size, const char *in, size_t len);
 
 /*
  * Decode strict base64url (RFC 4648 section 5, no padding, no whitespace,

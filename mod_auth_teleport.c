@@ -500,6 +500,18 @@ static const command_rec teleport_commands[] = {
 };
 
 
+/* Escape a value from a request or token for a log line (see
+ * teleport_escape), capped at LOG_VALUE_MAX bytes. */
+#define LOG_VALUE_MAX 256
+
+static const char *log_escape(apr_pool_t *p, const char *value)
+{
+    char *escaped = apr_palloc(p, LOG_VALUE_MAX);
+
+    teleport_escape(escaped, LOG_VALUE_MAX, value, strlen(value));
+    return escaped;
+}
+
 /* Startup checks */
 
 static const char *const source_directives[] = {
@@ -619,7 +631,7 @@ static int reject(request_rec *r, const teleport_dir_conf *conf,
 {
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
                   "TLP030: token rejected: reason=%s kid=\"%s\" uri=%s: %s",
-                  reason, kid, ap_escape_logitem(r->pool, r->uri), detail);
+                  reason, kid, log_escape(r->pool, r->uri), detail);
     apr_table_setn(r->notes, "teleport-reason", reason);
     set_challenge(r, conf);
     return HTTP_UNAUTHORIZED;
@@ -640,7 +652,7 @@ static int unavailable(request_rec *r, const teleport_dir_conf *conf,
     ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                   "TLP031: no usable keys from %s for uri=%s; answering 503 "
                   "until a JWKS fetch succeeds", conf->source->url,
-                  ap_escape_logitem(r->pool, r->uri));
+                  log_escape(r->pool, r->uri));
     apr_table_setn(r->notes, "teleport-reason", "no_keys");
     apr_table_setn(r->err_headers_out, "Retry-After",
                    apr_psprintf(r->pool, "%" APR_TIME_T_FMT, seconds));
@@ -919,7 +931,7 @@ static int strip_forged_headers(request_rec *r)
 
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
                       "TLP040: removing client-supplied header %s",
-                      ap_escape_logitem(r->pool, name));
+                      log_escape(r->pool, name));
         apr_table_unset(r->headers_in, name);
     }
     strip_connection_options(r);
@@ -1076,7 +1088,7 @@ static int authenticate(request_rec *r)
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       "TLP033: AuthType Teleport for uri=%s has no key "
                       "source: set TeleportProxyURL or TeleportJWKSFile",
-                      ap_escape_logitem(r->pool, r->uri));
+                      log_escape(r->pool, r->uri));
         return HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -1222,7 +1234,7 @@ static authz_status check_rule(request_rec *r, const char *provider,
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
                       "TLP050: Require %s denied: user %s was not "
                       "authenticated by AuthType Teleport", provider,
-                      ap_escape_logitem(r->pool, r->user));
+                      log_escape(r->pool, r->user));
         return AUTHZ_DENIED;
     }
     if (value != NULL && matches_rule(value, rule)) {
@@ -1231,7 +1243,7 @@ static authz_status check_rule(request_rec *r, const char *provider,
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
                   "TLP051: Require %s %s denied for user %s: %s",
                   provider, rule->name ? rule->name : "",
-                  ap_escape_logitem(r->pool, r->user),
+                  log_escape(r->pool, r->user),
                   value == NULL ? "the token has no such claim"
                                 : "no value matches");
     return AUTHZ_DENIED;
