@@ -67,6 +67,8 @@ typedef struct {
     int min_refresh_set;
     apr_interval_time_t max_stale;
     int max_stale_set;
+    apr_size_t max_token_size;          /* bytes; checked before decoding */
+    int max_token_size_set;
     int forward_headers;                /* set X-Teleport-* for the backend */
     int forward_headers_set;
     int forward_assertion;              /* pass the token on */
@@ -104,6 +106,7 @@ static void *create_dir_conf(apr_pool_t *p, char *dir)
     conf->max_age = DEFAULT_MAX_AGE;
     conf->min_refresh = DEFAULT_MIN_REFRESH;
     conf->max_stale = DEFAULT_MAX_STALE;
+    conf->max_token_size = TELEPORT_TOKEN_MAX_DEFAULT;
     conf->forward_assertion = 1;
     return conf;
 }
@@ -134,6 +137,7 @@ static void *merge_dir_conf(apr_pool_t *p, void *base_conf, void *add_conf)
     MERGE(max_age);
     MERGE(min_refresh);
     MERGE(max_stale);
+    MERGE(max_token_size);
     MERGE(forward_headers);
     MERGE(forward_assertion);
     return conf;
@@ -389,6 +393,23 @@ static const char *set_max_stale(cmd_parms *cmd, void *dconf, const char *arg)
                         &conf->max_stale, &conf->max_stale_set);
 }
 
+static const char *set_max_token_size(cmd_parms *cmd, void *dconf,
+                                      const char *arg)
+{
+    teleport_dir_conf *conf = dconf;
+    apr_int64_t size;
+    char *end;
+
+    size = apr_strtoi64(arg, &end, 10);
+    if (arg[0] == '\0' || *end != '\0' || size < 256 || size > 1048576) {
+        return apr_psprintf(cmd->pool, "TeleportMaxTokenSize: '%s' is not a "
+                            "size in bytes from 256 to 1048576", arg);
+    }
+    conf->max_token_size = (apr_size_t)size;
+    conf->max_token_size_set = 1;
+    return NULL;
+}
+
 static const char *set_forward_headers(cmd_parms *cmd, void *dconf, int on)
 {
     teleport_dir_conf *conf = dconf;
@@ -483,6 +504,10 @@ static const command_rec teleport_commands[] = {
                   DIRECTIVE_CONTEXT,
                   "Keep using keys this many seconds after their fetch when "
                   "refreshes fail (default 86400)"),
+    AP_INIT_TAKE1("TeleportMaxTokenSize", set_max_token_size, NULL,
+                  DIRECTIVE_CONTEXT,
+                  "Longest token accepted in bytes, checked before any "
+                  "decoding (default 16384)"),
     AP_INIT_FLAG("TeleportForwardHeaders", set_forward_headers, NULL,
                  DIRECTIVE_CONTEXT,
                  "On: pass X-Teleport-User, X-Teleport-Roles and "
@@ -711,6 +736,7 @@ static void fill_checks(request_rec *r, const teleport_dir_conf *conf,
     checks->clock_skew = apr_time_sec(conf->clock_skew);
     checks->now = apr_time_sec(r->request_time);
     checks->user_claim = conf->user_claim;
+    checks->max_token_length = conf->max_token_size;
 }
 
 static teleport_keys *load_keys(request_rec *r, const teleport_dir_conf *conf,
