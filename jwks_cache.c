@@ -391,7 +391,7 @@ void teleport_cache_child_init(apr_pool_t *pchild, server_rec *s)
 
 /* Shared entries */
 
-static void lock_cache(request_rec *r, int always)
+static void lock_cache(server_rec *s, int always)
 {
     apr_status_t rv;
 
@@ -400,12 +400,12 @@ static void lock_cache(request_rec *r, int always)
     }
     rv = apr_global_mutex_lock(cache_mutex);
     if (rv != APR_SUCCESS) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r,
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, s,
                       "TLP004: cannot lock the JWKS cache mutex");
     }
 }
 
-static void unlock_cache(request_rec *r, int always)
+static void unlock_cache(server_rec *s, int always)
 {
     apr_status_t rv;
 
@@ -414,22 +414,22 @@ static void unlock_cache(request_rec *r, int always)
     }
     rv = apr_global_mutex_unlock(cache_mutex);
     if (rv != APR_SUCCESS) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r,
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, s,
                       "TLP005: cannot unlock the JWKS cache mutex");
     }
 }
 
 /* Read the meta record; a missing or foreign one reads as all zero. */
-static void meta_read(request_rec *r, const teleport_key_source *source,
-                      jwks_meta *meta)
+static void meta_read(server_rec *s, apr_pool_t *p,
+                      const teleport_key_source *source, jwks_meta *meta)
 {
     unsigned char id[DIGEST_LEN];
     unsigned int length = sizeof(*meta);
     apr_status_t rv;
 
     entry_id(source, 'm', id);
-    rv = cache_provider->retrieve(cache_instance, r->server, id, sizeof(id),
-                                  (unsigned char *)meta, &length, r->pool);
+    rv = cache_provider->retrieve(cache_instance, s, id, sizeof(id),
+                                  (unsigned char *)meta, &length, p);
     if (rv != APR_SUCCESS || length != sizeof(*meta)
         || meta->magic != META_MAGIC) {
         memset(meta, 0, sizeof(*meta));
@@ -437,7 +437,8 @@ static void meta_read(request_rec *r, const teleport_key_source *source,
     }
 }
 
-static void meta_write(request_rec *r, const teleport_key_source *source,
+static void meta_write(server_rec *s, apr_pool_t *p,
+                       const teleport_key_source *source,
                        const jwks_meta *meta)
 {
     /* The refresh state must outlive any key set that it describes. */
@@ -446,31 +447,32 @@ static void meta_write(request_rec *r, const teleport_key_source *source,
     apr_status_t rv;
 
     entry_id(source, 'm', id);
-    rv = cache_provider->store(cache_instance, r->server, id, sizeof(id),
+    rv = cache_provider->store(cache_instance, s, id, sizeof(id),
                                apr_time_now() + lifetime,
-                               (unsigned char *)meta, sizeof(*meta), r->pool);
+                               (unsigned char *)meta, sizeof(*meta), p);
     if (rv != APR_SUCCESS) {
-        ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r,
+        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s,
                       "TLP006: cannot store the JWKS refresh state of %s "
                       "in the socache", source->url);
     }
 }
 
 /* Read the cached document whose digest the meta record names. */
-static const char *doc_read(request_rec *r, const teleport_key_source *source,
+static const char *doc_read(server_rec *s, apr_pool_t *p,
+                            const teleport_key_source *source,
                             const jwks_meta *meta)
 {
     unsigned char id[DIGEST_LEN];
     unsigned char check[DIGEST_LEN];
     unsigned int length = DIGEST_LEN + meta->doc_length + 1;
-    unsigned char *buffer = apr_palloc(r->pool, length);
+    unsigned char *buffer = apr_palloc(p, length);
     apr_status_t rv;
 
     entry_id(source, 'd', id);
-    lock_cache(r, 0);
-    rv = cache_provider->retrieve(cache_instance, r->server, id, sizeof(id),
-                                  buffer, &length, r->pool);
-    unlock_cache(r, 0);
+    lock_cache(s, 0);
+    rv = cache_provider->retrieve(cache_instance, s, id, sizeof(id),
+                                  buffer, &length, p);
+    unlock_cache(s, 0);
     if (rv != APR_SUCCESS || length != DIGEST_LEN + meta->doc_length
         || memcmp(buffer, meta->version, DIGEST_LEN) != 0) {
         return NULL;
@@ -483,23 +485,23 @@ static const char *doc_read(request_rec *r, const teleport_key_source *source,
     return (const char *)buffer + DIGEST_LEN;
 }
 
-static apr_status_t doc_write(request_rec *r,
+static apr_status_t doc_write(server_rec *s, apr_pool_t *p,
                               const teleport_key_source *source,
                               const teleport_fetch_options *options,
                               const unsigned char version[DIGEST_LEN],
                               const char *doc, apr_size_t doc_length)
 {
     unsigned char id[DIGEST_LEN];
-    unsigned char *buffer = apr_palloc(r->pool, DIGEST_LEN + doc_length);
+    unsigned char *buffer = apr_palloc(p, DIGEST_LEN + doc_length);
     apr_status_t rv;
 
     memcpy(buffer, version, DIGEST_LEN);
     memcpy(buffer + DIGEST_LEN, doc, doc_length);
     entry_id(source, 'd', id);
-    rv = cache_provider->store(cache_instance, r->server, id, sizeof(id),
+    rv = cache_provider->store(cache_instance, s, id, sizeof(id),
                                apr_time_now() + options->max_stale, buffer,
                                (unsigned int)(DIGEST_LEN + doc_length),
-                               r->pool);
+                               p);
     return rv;
 }
 
@@ -654,8 +656,8 @@ static claim_result claim_fetch(request_rec *r,
     claim_result result;
     jwks_meta meta;
 
-    lock_cache(r, 1);
-    meta_read(r, source, &meta);
+    lock_cache(r->server, 1);
+    meta_read(r->server, r->pool, source, &meta);
     apr_thread_mutex_lock(process_lock);
     entry = process_entry_get(source);
     last = forced ? later(meta.forced_at, entry->forced_at)
@@ -680,29 +682,38 @@ static claim_result claim_fetch(request_rec *r,
         if (forced) {
             meta.forced_at = now;
         }
-        meta_write(r, source, &meta);
+        meta_write(r->server, r->pool, source, &meta);
     }
-    unlock_cache(r, 1);
+    unlock_cache(r->server, 1);
     return result;
 }
 
-static void record_failure(request_rec *r, const teleport_key_source *source,
-                           const char *error)
+/* Record a failed fetch in the shared state: its time and reason. */
+static void store_failure(server_rec *s, apr_pool_t *p,
+                          const teleport_key_source *source,
+                          const char *error)
 {
     jwks_meta meta;
 
-    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                  "TLP010: JWKS fetch from %s failed: %s", source->url,
-                  error);
-    lock_cache(r, 1);
-    meta_read(r, source, &meta);
+    lock_cache(s, 1);
+    meta_read(s, p, source, &meta);
     meta.failed_at = apr_time_now();
     apr_cpystrn(meta.last_error, error, sizeof(meta.last_error));
-    meta_write(r, source, &meta);
-    unlock_cache(r, 1);
+    meta_write(s, p, source, &meta);
+    unlock_cache(s, 1);
 }
 
-static void record_success(request_rec *r, const teleport_key_source *source,
+static void record_failure(server_rec *s, apr_pool_t *p,
+                           const teleport_key_source *source,
+                           const char *error)
+{
+    ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
+                 "TLP010: JWKS fetch from %s failed: %s", source->url, error);
+    store_failure(s, p, source, error);
+}
+
+static void record_success(server_rec *s, apr_pool_t *p,
+                           const teleport_key_source *source,
                            const teleport_fetch_options *options,
                            const char *doc, apr_size_t length,
                            const teleport_keys *keys)
@@ -710,22 +721,22 @@ static void record_success(request_rec *r, const teleport_key_source *source,
     jwks_meta meta;
     apr_status_t rv;
 
-    lock_cache(r, 1);
-    rv = doc_write(r, source, options, keys->version, doc, length);
-    meta_read(r, source, &meta);
+    lock_cache(s, 1);
+    rv = doc_write(s, p, source, options, keys->version, doc, length);
+    meta_read(s, p, source, &meta);
     meta.last_error[0] = '\0';
     meta.fetched_at = keys->fetched_at;
     if (rv == APR_SUCCESS) {
         memcpy(meta.version, keys->version, DIGEST_LEN);
         meta.doc_length = (apr_uint32_t)length;
     }
-    meta_write(r, source, &meta);
-    unlock_cache(r, 1);
+    meta_write(s, p, source, &meta);
+    unlock_cache(s, 1);
 
     if (rv != APR_SUCCESS) {
         /* The keys still serve this process; other children fetch their
          * own copy, subject to the same rate limit. */
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r,
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, s,
                       "TLP011: cannot store the JWKS of %" APR_SIZE_T_FMT
                       " bytes from %s in the socache '%s'; each child "
                       "fetches its own copy until it fits", length,
@@ -789,14 +800,14 @@ static teleport_keys *refresh(request_rec *r,
                          options->ca_file, options->fetch_timeout,
                          TELEPORT_JWKS_MAX_BYTES, &length, &fetch_error);
     if (doc == NULL) {
-        record_failure(r, source, fetch_error);
+        record_failure(r->server, r->pool, source, fetch_error);
         return NULL;
     }
     digest(doc, length, version);
     keys = keys_parse(r, doc, length, version, apr_time_now(), &skipped,
                       skip_detail, sizeof(skip_detail), &error);
     if (keys == NULL) {
-        record_failure(r, source, apr_psprintf(r->pool, "%s: %s",
+        record_failure(r->server, r->pool, source, apr_psprintf(r->pool, "%s: %s",
                                                error.reason, error.detail));
         return NULL;
     }
@@ -806,7 +817,7 @@ static teleport_keys *refresh(request_rec *r,
                       "the first because %s", source->url, skipped,
                       skip_detail);
     }
-    record_success(r, source, options, doc, length, keys);
+    record_success(r->server, r->pool, source, options, doc, length, keys);
     previous = process_install(r, source, keys);
     log_key_change(r, source, previous, keys);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
@@ -835,16 +846,16 @@ static teleport_keys *current_keys(request_rec *r,
     if (keys != NULL && recent && !look_now) {
         return keys;
     }
-    lock_cache(r, 0);
-    meta_read(r, source, meta);
-    unlock_cache(r, 0);
+    lock_cache(r->server, 0);
+    meta_read(r->server, r->pool, source, meta);
+    unlock_cache(r->server, 0);
     if (meta->doc_length == 0
         || (keys != NULL
             && memcmp(keys->version, meta->version, DIGEST_LEN) == 0)) {
         return keys;
     }
 
-    doc = doc_read(r, source, meta);
+    doc = doc_read(r->server, r->pool, source, meta);
     if (doc == NULL) {
         return keys;
     }
@@ -917,4 +928,54 @@ teleport_keys *teleport_keys_acquire(request_rec *r,
         break;
     }
     return keys;
+}
+
+void teleport_cache_prefetch(server_rec *s, apr_pool_t *p,
+                             const teleport_key_source *source,
+                             const teleport_fetch_options *options)
+{
+    unsigned char version[DIGEST_LEN];
+    char skip_detail[256] = "";
+    teleport_keys keys = { 0 };
+    teleport_error error;
+    const char *fetch_error = NULL;
+    const char *doc;
+    apr_size_t length = 0;
+    int skipped = 0;
+
+    doc = teleport_fetch(p, source->url, source->allow_plain_http,
+                         options->ca_file, options->fetch_timeout,
+                         TELEPORT_JWKS_MAX_BYTES, &length, &fetch_error);
+    if (doc != NULL) {
+        keys.set = teleport_keyset_parse(doc, length, &skipped, skip_detail,
+                                         sizeof(skip_detail), &error);
+        if (keys.set == NULL) {
+            fetch_error = apr_psprintf(p, "%s: %s", error.reason,
+                                       error.detail);
+        }
+    }
+    if (keys.set == NULL) {
+        /* Not counted against TeleportJWKSMinRefresh: the first request
+         * fetches again, with its location's full configuration. */
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
+                     "TLP018: startup fetch of %s found no usable keys: %s; "
+                     "requests will fetch again", source->url, fetch_error);
+        store_failure(s, p, source, fetch_error);
+        return;
+    }
+
+    digest(doc, length, version);
+    memcpy(keys.version, version, DIGEST_LEN);
+    keys.fetched_at = apr_time_now();
+    record_success(s, p, source, options, doc, length, &keys);
+    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
+                 "TLP019: startup fetch of %s found %" APR_SIZE_T_FMT
+                 " usable keys: %s%s", source->url,
+                 teleport_keyset_count(keys.set),
+                 kids_missing(p, keys.set, NULL),
+                 skipped > 0 ? apr_psprintf(p, "; skipped %d, the first "
+                                            "because %s", skipped,
+                                            skip_detail)
+                             : "");
+    teleport_keyset_free(keys.set);
 }

@@ -73,6 +73,15 @@ int teleport_cache_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
 void teleport_cache_child_init(apr_pool_t *pchild, server_rec *s);
 
 /*
+ * Fetch source's keys once, in the parent after post_config created the
+ * cache, so that children find them shared.  Bounded by the fetch timeout;
+ * a failure is logged and leaves the first request to fetch again.
+ */
+void teleport_cache_prefetch(server_rec *s, apr_pool_t *p,
+                             const teleport_key_source *source,
+                             const teleport_fetch_options *options);
+
+/*
  * Return the current keys of source for request r, fetching them when none
  * are cached, when they are older than options->max_age, or when
  * force_refresh is set (an unknown "kid").  One fetch runs at a time per

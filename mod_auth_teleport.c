@@ -183,9 +183,15 @@ static const char *claim_source(cmd_parms *cmd, teleport_dir_conf *conf)
     return NULL;
 }
 
-/* Set at config time when some location fetches keys from a URL, so that
- * the socache is created; reset by pre_config for every generation. */
-static int url_sources_configured;
+/* Every TeleportProxyURL with the section that named it, so that the
+ * socache is created and the parent can fetch each source once at startup;
+ * made anew by pre_config for every generation. */
+typedef struct {
+    const teleport_key_source *source;
+    const teleport_dir_conf *conf;
+} configured_source;
+
+static apr_array_header_t *configured_sources;
 
 /* TeleportTokenCache: entries per child process; 0 disables the cache.
  * Server-wide, reset by pre_config for every generation. */
@@ -199,6 +205,7 @@ static teleport_token_cache *token_cache;
 static const char *set_proxy_url(cmd_parms *cmd, void *dconf, const char *arg)
 {
     teleport_dir_conf *conf = dconf;
+    configured_source *configured;
     teleport_key_source *source;
     const char *error = claim_source(cmd, conf);
 
@@ -211,7 +218,9 @@ static const char *set_proxy_url(cmd_parms *cmd, void *dconf, const char *arg)
     }
     conf->source = source;
     conf->file_keys = NULL;
-    url_sources_configured = 1;
+    configured = apr_array_push(configured_sources);
+    configured->source = source;
+    configured->conf = conf;
     return NULL;
 }
 
@@ -725,6 +734,17 @@ static assertion_status read_assertion(request_rec *r,
     return ASSERTION_FOUND;
 }
 
+static void fill_fetch_options(const teleport_dir_conf *conf,
+                               teleport_fetch_options *options)
+{
+    options->ca_file = conf->ca_file;
+    options->fetch_timeout = conf->fetch_timeout;
+    options->max_age = conf->max_age;
+    options->min_refresh = conf->min_refresh;
+    options->max_stale = conf->max_stale > conf->max_age ? conf->max_stale
+                                                         : conf->max_age;
+}
+
 static void fill_checks(request_rec *r, const teleport_dir_conf *conf,
                         teleport_checks *checks)
 {
@@ -1054,12 +1074,7 @@ static teleport_verify_status verify(request_rec *r,
     teleport_keys *fresh;
     teleport_verify_status status;
 
-    options.ca_file = conf->ca_file;
-    options.fetch_timeout = conf->fetch_timeout;
-    options.max_age = conf->max_age;
-    options.min_refresh = conf->min_refresh;
-    options.max_stale = conf->max_stale > conf->max_age ? conf->max_stale
-                                                        : conf->max_age;
+    fill_fetch_options(conf, &options);
     fill_checks(r, conf, &checks);
     if (token_cache != NULL) {
         teleport_token_digest(compact, strlen(compact), digest);
@@ -1321,7 +1336,7 @@ static int pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
 {
     (void)plog;
     (void)ptemp;
-    url_sources_configured = 0;
+    configured_sources = apr_array_make(pconf, 4, sizeof(configured_source));
     token_cache_entries = DEFAULT_TOKEN_CACHE_ENTRIES;
     teleport_cache_pre_config(pconf);
     return OK;
@@ -1336,7 +1351,7 @@ static int check_config(apr_pool_t *pconf, apr_pool_t *plog,
     if (check_auth_types(ptemp, ap_conftree, s) > 0) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    if (!url_sources_configured) {
+    if (configured_sources->nelts == 0) {
         return OK;
     }
     error = teleport_cache_check_config(pconf);
@@ -1348,14 +1363,45 @@ static int check_config(apr_pool_t *pconf, apr_pool_t *plog,
     return OK;
 }
 
+/* Fetch each key source once in the parent, with the fetch settings of
+ * the first section that names it. */
+static void prefetch_sources(server_rec *s, apr_pool_t *ptemp)
+{
+    apr_hash_t *seen = apr_hash_make(ptemp);
+    int i;
+
+    for (i = 0; i < configured_sources->nelts; i++) {
+        configured_source *configured = &APR_ARRAY_IDX(configured_sources, i,
+                                                       configured_source);
+        const teleport_key_source *source = configured->source;
+        teleport_fetch_options options;
+
+        if (apr_hash_get(seen, source->id, TELEPORT_SOURCE_ID_LEN) != NULL) {
+            continue;
+        }
+        apr_hash_set(seen, source->id, TELEPORT_SOURCE_ID_LEN, source);
+        fill_fetch_options(configured->conf, &options);
+        teleport_cache_prefetch(s, ptemp, source, &options);
+    }
+}
+
 static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                        server_rec *s)
 {
+    int status;
+
     (void)plog;
-    if (!url_sources_configured) {
+    if (configured_sources->nelts == 0) {
         return OK;
     }
-    return teleport_cache_post_config(pconf, ptemp, s);
+    status = teleport_cache_post_config(pconf, ptemp, s);
+    /* httpd reads its configuration twice at startup; fetch only once,
+     * when the server is about to run. */
+    if (status == OK
+        && ap_state_query(AP_SQ_MAIN_STATE) != AP_SQ_MS_CREATE_PRE_CONFIG) {
+        prefetch_sources(s, ptemp);
+    }
+    return status;
 }
 
 static void child_init(apr_pool_t *pchild, server_rec *s)
