@@ -15,6 +15,7 @@
  */
 #include "jwks_cache.h"
 #include "jwks_fetch.h"
+#include "teleport_status.h"
 
 #include "apr_atomic.h"
 #include "apr_global_mutex.h"
@@ -33,7 +34,7 @@
 APLOG_USE_MODULE(auth_teleport);
 
 #define MUTEX_TYPE "teleport-jwks-cache"
-#define META_MAGIC 0x544c4d31u /* "TLM1" */
+#define META_MAGIC 0x544c4d32u /* "TLM2": bump when jwks_meta changes */
 #define DIGEST_LEN 32
 #define LAST_ERROR_LEN 160
 
@@ -57,6 +58,7 @@ typedef struct {
     apr_uint32_t doc_length;       /* 0: no document cached */
     unsigned char version[DIGEST_LEN];
     apr_time_t fetched_at;         /* last successful fetch */
+    apr_time_t changed_at;         /* last fetch that changed the keys */
     apr_time_t attempted_at;       /* last fetch started */
     apr_time_t forced_at;          /* last fetch for an unknown key */
     apr_time_t failed_at;          /* last fetch failed */
@@ -709,6 +711,7 @@ static void record_failure(server_rec *s, apr_pool_t *p,
 {
     ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
                  "TLP010: JWKS fetch from %s failed: %s", source->url, error);
+    teleport_status_count_fetch(source, TELEPORT_FETCH_FAILED);
     store_failure(s, p, source, error);
 }
 
@@ -726,6 +729,9 @@ static void record_success(server_rec *s, apr_pool_t *p,
     meta_read(s, p, source, &meta);
     meta.last_error[0] = '\0';
     meta.fetched_at = keys->fetched_at;
+    if (memcmp(meta.version, keys->version, DIGEST_LEN) != 0) {
+        meta.changed_at = keys->fetched_at;
+    }
     if (rv == APR_SUCCESS) {
         memcpy(meta.version, keys->version, DIGEST_LEN);
         meta.doc_length = (apr_uint32_t)length;
@@ -818,6 +824,7 @@ static teleport_keys *refresh(request_rec *r,
                       skip_detail);
     }
     record_success(r->server, r->pool, source, options, doc, length, keys);
+    teleport_status_count_fetch(source, TELEPORT_FETCH_SUCCEEDED);
     previous = process_install(r, source, keys);
     log_key_change(r, source, previous, keys);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
@@ -921,6 +928,7 @@ teleport_keys *teleport_keys_acquire(request_rec *r,
     case CLAIM_IN_PROGRESS:
         return keys != NULL ? keys : wait_for_fetch(r, source, options);
     case CLAIM_RATE_LIMITED:
+        teleport_status_count_fetch(source, TELEPORT_FETCH_SUPPRESSED);
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
                       "TLP014: JWKS refresh of %s suppressed by "
                       "TeleportJWKSMinRefresh for another %" APR_TIME_T_FMT
@@ -960,6 +968,7 @@ void teleport_cache_prefetch(server_rec *s, apr_pool_t *p,
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
                      "TLP018: startup fetch of %s found no usable keys: %s; "
                      "requests will fetch again", source->url, fetch_error);
+        teleport_status_count_fetch(source, TELEPORT_FETCH_FAILED);
         store_failure(s, p, source, fetch_error);
         return;
     }
@@ -968,6 +977,7 @@ void teleport_cache_prefetch(server_rec *s, apr_pool_t *p,
     memcpy(keys.version, version, DIGEST_LEN);
     keys.fetched_at = apr_time_now();
     record_success(s, p, source, options, doc, length, &keys);
+    teleport_status_count_fetch(source, TELEPORT_FETCH_SUCCEEDED);
     ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
                  "TLP019: startup fetch of %s found %" APR_SIZE_T_FMT
                  " usable keys: %s%s", source->url,
@@ -978,4 +988,44 @@ void teleport_cache_prefetch(server_rec *s, apr_pool_t *p,
                                             skip_detail)
                              : "");
     teleport_keyset_free(keys.set);
+}
+
+const char *teleport_cache_describe(server_rec *s, apr_pool_t *p,
+                                    const teleport_key_source *source,
+                                    teleport_source_state *state)
+{
+    teleport_key_info info;
+    teleport_keyset *set;
+    teleport_error error;
+    const char *doc;
+    jwks_meta meta;
+    size_t i;
+
+    memset(state, 0, sizeof(*state));
+    state->keys = apr_array_make(p, 4, sizeof(teleport_key_info));
+    if (cache_provider == NULL || cache_instance == NULL) {
+        return "no socache";
+    }
+    lock_cache(s, 0);
+    meta_read(s, p, source, &meta);
+    unlock_cache(s, 0);
+    state->fetched_at = meta.fetched_at;
+    state->changed_at = meta.changed_at;
+    state->attempted_at = meta.attempted_at;
+    state->failed_at = meta.failed_at;
+    state->last_error = apr_pstrndup(p, meta.last_error,
+                                     sizeof(meta.last_error));
+    if (meta.doc_length == 0 || (doc = doc_read(s, p, source, &meta)) == NULL) {
+        return NULL;
+    }
+    set = teleport_keyset_parse(doc, meta.doc_length, NULL, NULL, 0, &error);
+    for (i = 0; teleport_keyset_key_info(set, i, &info); i++) {
+        teleport_key_info *copy = apr_array_push(state->keys);
+
+        copy->kid = apr_pstrdup(p, info.kid);
+        copy->kty = apr_pstrdup(p, info.kty);
+        copy->bits = info.bits;
+    }
+    teleport_keyset_free(set);
+    return NULL;
 }

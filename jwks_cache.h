@@ -98,4 +98,20 @@ teleport_keys *teleport_keys_acquire(request_rec *r,
                                      int force_refresh,
                                      apr_interval_time_t *retry_after);
 
+/* What the shared cache holds about a key source, for status pages. */
+typedef struct {
+    apr_array_header_t *keys;   /* teleport_key_info of the shared keys */
+    apr_time_t fetched_at;      /* 0: never */
+    apr_time_t changed_at;
+    apr_time_t attempted_at;
+    apr_time_t failed_at;
+    const char *last_error;     /* "" when the last fetch succeeded */
+} teleport_source_state;
+
+/* Fill state from the shared cache.  Returns NULL, or why nothing could
+ * be read. */
+const char *teleport_cache_describe(server_rec *s, apr_pool_t *p,
+                                    const teleport_key_source *source,
+                                    teleport_source_state *state);
+
 #endif /* TELEPORT_JWKS_CACHE_H */

@@ -22,7 +22,9 @@
 
 #include "jwks_cache.h"
 #include "jwt_verify.h"
+#include "teleport_status.h"
 #include "token_cache.h"
+#include "mod_status.h"
 
 #include <string.h>
 
@@ -37,6 +39,7 @@ module AP_MODULE_DECLARE_DATA auth_teleport_module;
 #define DEFAULT_MIN_REFRESH apr_time_from_sec(60)
 #define DEFAULT_MAX_STALE apr_time_from_sec(86400)
 #define MAX_CLOCK_SKEW apr_time_from_sec(86400)
+#define RISKY_CLOCK_SKEW apr_time_from_sec(300)
 #define MAX_FETCH_TIMEOUT apr_time_from_sec(300)
 
 typedef struct {
@@ -245,7 +248,8 @@ static const char *set_jwks_file(cmd_parms *cmd, void *dconf, const char *arg)
         return apr_pstrcat(cmd->pool, "TeleportJWKSFile: ", error, NULL);
     }
     if (skipped > 0) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, cmd->server,
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_WARNING, 0,
+                     cmd->server,
                      "TLP020: TeleportJWKSFile %s: skipped %d unusable "
                      "key(s), the first because %s", path, skipped,
                      skip_detail);
@@ -311,9 +315,19 @@ static const char *add_algorithm(cmd_parms *cmd, void *dconf, const char *arg)
 static const char *set_clock_skew(cmd_parms *cmd, void *dconf, const char *arg)
 {
     teleport_dir_conf *conf = dconf;
+    const char *error = set_duration(cmd, arg, 0, MAX_CLOCK_SKEW,
+                                     &conf->clock_skew,
+                                     &conf->clock_skew_set);
 
-    return set_duration(cmd, arg, 0, MAX_CLOCK_SKEW, &conf->clock_skew,
-                        &conf->clock_skew_set);
+    if (error == NULL && conf->clock_skew > RISKY_CLOCK_SKEW) {
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_WARNING, 0,
+                     cmd->server, "TLP025: TeleportClockSkew %s at %s:%d "
+                     "accepts tokens more than %d s past their exp; "
+                     "Teleport itself allows 60 s", arg,
+                     cmd->directive->filename, cmd->directive->line_num,
+                     (int)apr_time_sec(RISKY_CLOCK_SKEW));
+    }
+    return error;
 }
 
 static const char *set_header(cmd_parms *cmd, void *dconf, const char *arg)
@@ -667,6 +681,7 @@ static int reject(request_rec *r, const teleport_dir_conf *conf,
                   "TLP030: token rejected: reason=%s kid=\"%s\" uri=%s: %s",
                   reason, kid, log_escape(r->pool, r->uri), detail);
     apr_table_setn(r->notes, "teleport-reason", reason);
+    teleport_status_count_rejected(reason);
     set_challenge(r, conf);
     return HTTP_UNAUTHORIZED;
 }
@@ -688,6 +703,7 @@ static int unavailable(request_rec *r, const teleport_dir_conf *conf,
                   "until a JWKS fetch succeeds", conf->source->url,
                   log_escape(r->pool, r->uri));
     apr_table_setn(r->notes, "teleport-reason", "no_keys");
+    teleport_status_count_unavailable();
     apr_table_setn(r->err_headers_out, "Retry-After",
                    apr_psprintf(r->pool, "%" APR_TIME_T_FMT, seconds));
     return HTTP_SERVICE_UNAVAILABLE;
@@ -1167,6 +1183,7 @@ static int authenticate(request_rec *r)
     }
     set_identity(r, token);
     keep_token(r, conf, token, compact);
+    teleport_status_count_accepted();
     if (conf->forward_headers) {
         set_identity_headers(r, token);
     }
@@ -1363,35 +1380,72 @@ static int check_config(apr_pool_t *pconf, apr_pool_t *plog,
     return OK;
 }
 
-/* Fetch each key source once in the parent, with the fetch settings of
- * the first section that names it. */
-static void prefetch_sources(server_rec *s, apr_pool_t *ptemp)
+/* Return each configured key source once, with the section that named it
+ * first. */
+static apr_array_header_t *unique_sources(apr_pool_t *p)
 {
-    apr_hash_t *seen = apr_hash_make(ptemp);
+    apr_array_header_t *unique = apr_array_make(p, 4,
+                                                sizeof(configured_source));
+    apr_hash_t *seen = apr_hash_make(p);
     int i;
 
     for (i = 0; i < configured_sources->nelts; i++) {
         configured_source *configured = &APR_ARRAY_IDX(configured_sources, i,
                                                        configured_source);
-        const teleport_key_source *source = configured->source;
+        const unsigned char *id = configured->source->id;
+
+        if (apr_hash_get(seen, id, TELEPORT_SOURCE_ID_LEN) == NULL) {
+            apr_hash_set(seen, id, TELEPORT_SOURCE_ID_LEN, configured);
+            *(configured_source *)apr_array_push(unique) = *configured;
+        }
+    }
+    return unique;
+}
+
+static const char *start_status(apr_pool_t *pconf,
+                                const apr_array_header_t *sources)
+{
+    const teleport_key_source **list;
+    int i;
+
+    list = apr_pcalloc(pconf, sizeof(*list) * (sources->nelts + 1));
+    for (i = 0; i < sources->nelts; i++) {
+        list[i] = APR_ARRAY_IDX(sources, i, configured_source).source;
+    }
+    return teleport_status_post_config(pconf, list, sources->nelts);
+}
+
+/* Fetch each key source once in the parent, with the fetch settings of
+ * the first section that names it. */
+static void prefetch_sources(server_rec *s, apr_pool_t *ptemp,
+                             const apr_array_header_t *sources)
+{
+    int i;
+
+    for (i = 0; i < sources->nelts; i++) {
+        configured_source *configured = &APR_ARRAY_IDX(sources, i,
+                                                       configured_source);
         teleport_fetch_options options;
 
-        if (apr_hash_get(seen, source->id, TELEPORT_SOURCE_ID_LEN) != NULL) {
-            continue;
-        }
-        apr_hash_set(seen, source->id, TELEPORT_SOURCE_ID_LEN, source);
         fill_fetch_options(configured->conf, &options);
-        teleport_cache_prefetch(s, ptemp, source, &options);
+        teleport_cache_prefetch(s, ptemp, configured->source, &options);
     }
 }
 
 static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                        server_rec *s)
 {
+    apr_array_header_t *sources = unique_sources(pconf);
+    const char *error;
     int status;
 
     (void)plog;
-    if (configured_sources->nelts == 0) {
+    error = start_status(pconf, sources);
+    if (error != NULL) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "TLP024: %s; "
+                     "teleport-status will answer 503", error);
+    }
+    if (sources->nelts == 0) {
         return OK;
     }
     status = teleport_cache_post_config(pconf, ptemp, s);
@@ -1399,7 +1453,7 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
      * when the server is about to run. */
     if (status == OK
         && ap_state_query(AP_SQ_MAIN_STATE) != AP_SQ_MS_CREATE_PRE_CONFIG) {
-        prefetch_sources(s, ptemp);
+        prefetch_sources(s, ptemp, sources);
     }
     return status;
 }
@@ -1422,6 +1476,9 @@ static void register_hooks(apr_pool_t *p)
                               APR_HOOK_MIDDLE);
     ap_hook_post_read_request(strip_forged_headers, NULL, NULL,
                               APR_HOOK_REALLY_FIRST);
+    ap_hook_handler(teleport_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    APR_OPTIONAL_HOOK(ap, status_hook, teleport_status_hook, NULL, NULL,
+                      APR_HOOK_MIDDLE);
 
     ap_register_auth_provider(p, AUTHZ_PROVIDER_GROUP, "teleport-role",
                               AUTHZ_PROVIDER_VERSION, &role_provider,
