@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
 # Run the whole test suite from a fresh clone: install the Debian packages,
-# build the module, run the verifier's unit tests and the Apache::Test suite.
+# build the module, then run
+#   - the verifier's unit test (make check),
+#   - the Apache::Test suite under the event and the prefork MPM,
+#   - the unit test under ASan and UBSan and each libFuzzer target for
+#     FUZZ_SECONDS (default 60) seconds (scripts/fuzz.sh).
 # Exits non-zero when anything fails; the last line is "N passed, N failed".
+#
+# Environment: FUZZ_SECONDS=0 skips the fuzzing step (for a quick local run;
+# CI runs it).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 
+fuzz_seconds=${FUZZ_SECONDS:-60}
 logs=$(mktemp -d /tmp/mod_auth_teleport-test.XXXXXX)
-unit_log="$logs/unit.log"
-suite_log="$logs/suite.log"
+passed=0
+failed=0
 
 "$top/scripts/install-deps.sh"
 
@@ -18,38 +26,75 @@ echo "== build"
 ./configure >"$logs/configure.log" || { tail -50 config.log; exit 1; }
 make -j2
 
-echo "== unit tests"
-unit_status=0
-make check >"$unit_log" 2>&1 || unit_status=$?
-cat tests/unit/test_jwt_verify.log 2>/dev/null || cat "$unit_log"
+# Add the counts of a step: its own "N passed, N failed" line when it
+# prints one, else 1 passed or 1 failed from its exit status.
+count_step() {
+    local name=$1 status=$2 log=$3 line
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1 || true)
+    if [ -n "$line" ]; then
+        set -- $line
+        passed=$((passed + $1))
+        failed=$((failed + $3))
+        if [ "$status" -ne 0 ] && [ "$3" -eq 0 ]; then
+            failed=$((failed + 1))
+        fi
+    elif [ "$status" -eq 0 ]; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+    fi
+    if [ "$status" -ne 0 ]; then
+        echo "FAILED: $name (log: $log)"
+    fi
+}
 
-echo "== Apache::Test suite"
-suite_status=0
-# With pipefail the pipeline fails when t/TEST does, whatever tee returns.
-t/TEST -verbose 2>&1 | tee "$suite_log" || suite_status=$?
-
-# Count what ran: the unit test prints its own totals, Test::Harness prints
+# Add the counts of an Apache::Test run from Test::Harness's summary:
 # "Files=N, Tests=N" and one "Failed N/M subtests" line per failing file.
-read -r unit_passed unit_failed < <(
-    awk '/^[0-9]+ passed, [0-9]+ failed/ { p = $1; f = $3 } END { print p + 0, f + 0 }' \
-        tests/unit/test_jwt_verify.log 2>/dev/null || echo "0 0")
-suite_total=$(sed -n 's/^Files=[0-9]*, Tests=\([0-9]*\),.*/\1/p' "$suite_log" | tail -1)
-suite_failed=$(awk '/Failed [0-9]+\/[0-9]+ subtests/ { split($2, a, "/"); n += a[1] } END { print n + 0 }' "$suite_log")
-suite_total=${suite_total:-0}
+count_suite() {
+    local name=$1 status=$2 log=$3 total bad
+    total=$(sed -n 's/^Files=[0-9]*, Tests=\([0-9]*\),.*/\1/p' "$log" | tail -1)
+    bad=$(awk '/Failed [0-9]+\/[0-9]+ subtests/ { split($2, a, "/"); n += a[1] }
+               END { print n + 0 }' "$log")
+    total=${total:-0}
+    if [ "$total" -eq 0 ]; then
+        echo "FAILED: $name ran no test (log: $log)"
+        failed=$((failed + 1))
+        return
+    fi
+    if [ "$status" -ne 0 ] && [ "$bad" -eq 0 ]; then
+        bad=1
+    fi
+    passed=$((passed + total - bad))
+    failed=$((failed + bad))
+    if [ "$status" -ne 0 ]; then
+        echo "FAILED: $name (log: $log)"
+    fi
+}
 
-if [ "$unit_status" -ne 0 ] && [ "$unit_failed" -eq 0 ]; then
-    unit_failed=1
-fi
-if [ "$suite_status" -ne 0 ] && [ "$suite_failed" -eq 0 ]; then
-    suite_failed=1
-fi
-if [ "$suite_total" -eq 0 ]; then
-    echo "error: the Apache::Test suite ran no test" >&2
-    suite_failed=$((suite_failed + 1))
+echo "== unit tests"
+status=0
+make check >"$logs/unit.log" 2>&1 || status=$?
+cat tests/unit/test_jwt_verify.log >>"$logs/unit.log" 2>/dev/null || true
+tail -3 "$logs/unit.log"
+count_step "unit tests" "$status" "$logs/unit.log"
+
+for mpm in event prefork; do
+    echo "== Apache::Test suite, $mpm MPM"
+    status=0
+    # With pipefail the pipeline fails when t/TEST does, whatever tee returns.
+    TELEPORT_TEST_MPM=$mpm t/TEST -verbose 2>&1 | tee "$logs/suite-$mpm.log" \
+        || status=$?
+    count_suite "Apache::Test suite ($mpm)" "$status" "$logs/suite-$mpm.log"
+done
+
+if [ "$fuzz_seconds" -gt 0 ]; then
+    echo "== sanitizers and fuzzing"
+    status=0
+    "$top/scripts/fuzz.sh" "$fuzz_seconds" >"$logs/fuzz.log" 2>&1 || status=$?
+    tail -8 "$logs/fuzz.log"
+    count_step "sanitizers and fuzzing" "$status" "$logs/fuzz.log"
 fi
 
-passed=$((unit_passed + suite_total - suite_failed))
-failed=$((unit_failed + suite_failed))
 echo "logs: $logs"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
