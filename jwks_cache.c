@@ -15,6 +15,7 @@
  */
 #include "jwks_cache.h"
 #include "jwks_fetch.h"
+#include "jwks_url.h"
 #include "teleport_status.h"
 
 #include "apr_atomic.h"
@@ -146,64 +147,16 @@ static apr_status_t keyset_free_cleanup(void *data)
 
 /* Key sources */
 
-static int host_is_loopback(const char *host)
-{
-    return strcasecmp(host, "localhost") == 0
-           || strncmp(host, "127.", 4) == 0
-           || strcmp(host, "::1") == 0;
-}
-
 const char *teleport_key_source_create(apr_pool_t *p, const char *proxy_url,
                                        teleport_key_source **source)
 {
-    static const char jwks_path[] = "/.well-known/jwks.json";
-    teleport_key_source *created;
-    apr_uri_t uri;
-    const char *path;
-    size_t length;
+    teleport_key_source *created = apr_pcalloc(p, sizeof(*created));
+    const char *error = teleport_jwks_url(p, proxy_url, &created->url,
+                                          &created->allow_plain_http);
 
-    if (apr_uri_parse(p, proxy_url, &uri) != APR_SUCCESS
-        || uri.scheme == NULL || uri.hostname == NULL
-        || uri.hostname[0] == '\0') {
-        return apr_psprintf(p, "'%s' is not an absolute URL", proxy_url);
+    if (error != NULL) {
+        return error;
     }
-    if (uri.user != NULL || uri.password != NULL
-        || uri.query != NULL || uri.fragment != NULL) {
-        return apr_psprintf(p, "'%s' must not contain user information, "
-                            "a query or a fragment", proxy_url);
-    }
-
-    created = apr_pcalloc(p, sizeof(*created));
-    if (strcasecmp(uri.scheme, "http") == 0
-        && host_is_loopback(uri.hostname)) {
-        created->allow_plain_http = 1;
-    }
-    else if (strcasecmp(uri.scheme, "https") != 0) {
-        return apr_psprintf(p, "'%s' must use https (http is accepted for "
-                            "loopback hosts only)", proxy_url);
-    }
-
-    /* Accept the proxy's public address, with or without the JWKS path.
-     * Other well-known documents carry another CA's keys: Teleport's OIDC
-     * keys (/.well-known/jwks-oidc) never verify application tokens. */
-    path = uri.path ? uri.path : "";
-    length = strlen(path);
-    while (length > 0 && path[length - 1] == '/') {
-        length--;
-    }
-    path = apr_pstrmemdup(p, path, length);
-    if (length >= sizeof(jwks_path) - 1
-        && strcmp(path + length - (sizeof(jwks_path) - 1), jwks_path) == 0) {
-        path = apr_pstrmemdup(p, path, length - (sizeof(jwks_path) - 1));
-    }
-    else if (strstr(path, "/.well-known/") != NULL) {
-        return apr_psprintf(p, "'%s' names another document; give the "
-                            "proxy's public address, whose keys are at "
-                            "%s", proxy_url, jwks_path);
-    }
-
-    uri.path = apr_pstrcat(p, path, jwks_path, NULL);
-    created->url = apr_uri_unparse(p, &uri, APR_URI_UNP_OMITUSERINFO);
     digest(created->url, strlen(created->url), created->id);
     *source = created;
     return NULL;

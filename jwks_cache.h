@@ -11,12 +11,9 @@
 
 #include "httpd.h"
 #include "http_config.h"
+#include "jwks_fetch.h"
 #include "jwt_verify.h"
 
-/* Largest JWKS document accepted from a proxy or a file, in bytes.  A
- * Teleport JWKS lists one or two keys per signature suite, each twice
- * (with and without "kid"): about 2 KB for RSA-2048. */
-#define TELEPORT_JWKS_MAX_BYTES (64 * 1024)
 
 /* Length of the binary digest that identifies a key source. */
 #define TELEPORT_SOURCE_ID_LEN 32

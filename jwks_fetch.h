@@ -9,6 +9,11 @@
 #include "apr_pools.h"
 #include "apr_time.h"
 
+/* Largest JWKS document accepted from a proxy or a file, in bytes.  A
+ * Teleport JWKS lists one or two keys per signature suite, each twice
+ * (with and without "kid"): about 2 KB for RSA-2048. */
+#define TELEPORT_JWKS_MAX_BYTES (64 * 1024)
+
 /* Initialise libcurl's global state; call once before any thread runs. */
 void teleport_fetch_global_init(void);
 
