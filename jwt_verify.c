@@ -1631,8 +1631,21 @@ static int is_string_list(json_t *value)
     return 1;
 }
 
-/* Check Teleport's "roles" (array of strings or null) and "traits" (object
- * of trait name to array of strings or null). */
+/* Return 1 when claim name is absent, not a string (then not used for
+ * identity), or a string without control characters. */
+static int string_claim_is_clean(json_t *claims, const char *name)
+{
+    json_t *value = json_object_get(claims, name);
+
+    return !json_is_string(value)
+           || !has_control(json_string_value(value),
+                           json_string_length(value));
+}
+
+/* Check what a caller may place in headers and environment variables:
+ * "sub" and "iss" without control characters, Teleport's "roles" (array of
+ * strings or null) and "traits" (object of trait name to array of strings
+ * or null). */
 static int check_identity(json_t *claims, teleport_error *error)
 {
     json_t *roles = json_object_get(claims, "roles");
@@ -1640,6 +1653,12 @@ static int check_identity(json_t *claims, teleport_error *error)
     const char *name;
     json_t *values;
 
+    if (!string_claim_is_clean(claims, "sub")
+        || !string_claim_is_clean(claims, "iss")) {
+        set_error(error, reason_bad_claim, "\"sub\" or \"iss\" contains "
+                  "control characters");
+        return 0;
+    }
     if (roles != NULL && !is_string_list(roles)) {
         set_error(error, reason_bad_claim, "\"roles\" is not null or an "
                   "array of strings without control characters");
@@ -1807,6 +1826,13 @@ teleport_verify_status teleport_jwt_verify(const char *compact, size_t len,
     claims = read_claims(&parts, checks, &expires, &user, error);
     if (claims == NULL) {
         json_decref(header);
+        return TELEPORT_VERIFY_INVALID;
+    }
+    /* The kid becomes TELEPORT_KID: a JWKS could list one with controls. */
+    if (has_control(kid, strlen(kid))) {
+        set_error(error, reason_bad_claim, "kid contains control characters");
+        json_decref(header);
+        json_decref(claims);
         return TELEPORT_VERIFY_INVALID;
     }
 

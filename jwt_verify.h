@@ -67,7 +67,9 @@ typedef enum {
  *   bad_signature     signature does not verify, or has the wrong length
  *   bad_payload       payload not a JSON object, or duplicate members
  *   bad_claim         exp/nbf/iat not a JSON number, roles/traits of the
- *                     wrong shape or with control characters
+ *                     wrong shape, or control characters in roles, traits,
+ *                     "sub", "iss" or "kid" (values callers place in
+ *                     headers and environment variables)
  *   missing_exp       no "exp"
  *   expired           exp + skew <= now
  *   not_yet_valid     nbf - skew > now

