@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the whole test suite from a fresh clone: install the Debian packages,
 # build the module, then run
-#   - the verifier's unit test (make check),
+#   - make check: the verifier's unit test and the command-line verifier's
+#     tests,
 #   - the Apache::Test suite under the event and the prefork MPM,
 #   - the unit test under ASan and UBSan and each libFuzzer target for
 #     FUZZ_SECONDS (default 60) seconds (scripts/fuzz.sh).
@@ -71,12 +72,22 @@ count_suite() {
     fi
 }
 
-echo "== unit tests"
+echo "== make check: the verifier's unit test and the command-line tool"
 status=0
-make check >"$logs/unit.log" 2>&1 || status=$?
-cat tests/unit/test_jwt_verify.log >>"$logs/unit.log" 2>/dev/null || true
-tail -3 "$logs/unit.log"
-count_step "unit tests" "$status" "$logs/unit.log"
+make check >"$logs/check.log" 2>&1 || status=$?
+# Each test program writes its own log with a "N passed, N failed" line;
+# add them up into one line for count_step.
+for log in tests/unit/*.log tests/cli/*.log; do
+    [ -f "$log" ] || continue
+    echo "-- $log" >>"$logs/check.log"
+    cat "$log" >>"$logs/check.log"
+done
+awk '/^[0-9]+ passed, [0-9]+ failed/ { p += $1; f += $3 }
+     END { printf "%d passed, %d failed\n", p, f }' "$logs/check.log" \
+    >>"$logs/check.log"
+grep -E '^(PASS|FAIL|ERROR|XPASS):' "$logs/check.log" || true
+tail -1 "$logs/check.log"
+count_step "make check" "$status" "$logs/check.log"
 
 for mpm in event prefork; do
     echo "== Apache::Test suite, $mpm MPM"
