@@ -868,8 +868,14 @@ static const char *trait_variable(apr_pool_t *p, const char *name)
     return variable;
 }
 
-static void set_identity(request_rec *r, const teleport_token *token)
+/* Set r->user from this location's TeleportUserClaim, which the
+ * verification or the re-check for this location validated (token->user
+ * names the claim of the location that first verified the token), and the
+ * TELEPORT_* environment. */
+static void set_identity(request_rec *r, const teleport_dir_conf *conf,
+                         const teleport_token *token)
 {
+    json_t *user = json_object_get(token->claims, conf->user_claim);
     apr_table_t *env = r->subprocess_env;
     json_t *traits = json_object_get(token->claims, "traits");
     const char *roles = join_strings(r->pool,
@@ -877,7 +883,7 @@ static void set_identity(request_rec *r, const teleport_token *token)
     const char *name;
     json_t *values;
 
-    r->user = apr_pstrdup(r->pool, token->user);
+    r->user = apr_pstrdup(r->pool, json_string_value(user));
     r->ap_auth_type = AUTH_TYPE_NAME;
     apr_table_setn(env, "TELEPORT_USER", r->user);
     apr_table_setn(env, "TELEPORT_KID", apr_pstrdup(r->pool, token->kid));
@@ -1162,7 +1168,7 @@ static int authenticate(request_rec *r)
         return reject(r, conf, error.reason, error.kid, error.detail);
     }
 
-    set_identity(r, token);
+    set_identity(r, conf, token);
     keep_token(r, conf, token, compact);
     teleport_status_count_accepted();
     if (conf->forward_headers) {
