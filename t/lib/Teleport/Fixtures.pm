@@ -55,6 +55,10 @@ my %SCENARIO = (
     'weakkey'          => { jwks => sub { jwks_v16($_[0]{'rsa-weak'}) } },
     'untrusted'        => { jwks => sub { jwks_v16($_[0]{'rsa-main'}) } },
     'wrongname'        => { jwks => sub { jwks_v16($_[0]{'rsa-main'}) } },
+    # Authorization, subrequest and token cache tests (t/authz_*.t).
+    'authz-main'       => { jwks => sub { jwks_v16($_[0]{'rsa-main'}) } },
+    'authz-cache'      => { jwks => sub { jwks_v16($_[0]{'rsa-main'}) } },
+    'authz-rotate'     => { jwks => sub { jwks_v16($_[0]{'rsa-main'}) } },
 );
 
 # Teleport of 2020: one JWK per key, with neither "kid" nor "use".
