@@ -5,11 +5,13 @@
 #     tests,
 #   - the Apache::Test suite under the event and the prefork MPM,
 #   - the unit test under ASan and UBSan and each libFuzzer target for
-#     FUZZ_SECONDS (default 60) seconds (scripts/fuzz.sh).
+#     FUZZ_SECONDS (default 60) seconds (scripts/fuzz.sh),
+#   - the Debian package: build, install, a2enmod, requests, purge
+#     (tests/package/run.sh; it installs and removes the apache2 package).
 # Exits non-zero when anything fails; the last line is "N passed, N failed".
 #
-# Environment: FUZZ_SECONDS=0 skips the fuzzing step (for a quick local run;
-# CI runs it).
+# Environment: FUZZ_SECONDS=0 skips the fuzzing step and PACKAGE_TEST=0 the
+# package step (for a quick local run; CI runs both).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -104,6 +106,14 @@ if [ "$fuzz_seconds" -gt 0 ]; then
     "$top/scripts/fuzz.sh" "$fuzz_seconds" >"$logs/fuzz.log" 2>&1 || status=$?
     tail -8 "$logs/fuzz.log"
     count_step "sanitizers and fuzzing" "$status" "$logs/fuzz.log"
+fi
+
+if [ "${PACKAGE_TEST:-1}" != 0 ]; then
+    echo "== Debian package"
+    status=0
+    "$top/tests/package/run.sh" >"$logs/package.log" 2>&1 || status=$?
+    tail -3 "$logs/package.log"
+    count_step "Debian package" "$status" "$logs/package.log"
 fi
 
 echo "logs: $logs"
