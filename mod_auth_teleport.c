@@ -16,12 +16,14 @@
 #include "http_request.h"
 #include "mod_auth.h"
 
-#include "apr_base64.h"
 #include "apr_lib.h"
 #include "apr_strings.h"
 
 #include "jwks_cache.h"
 #include "jwt_verify.h"
+#include "teleport_authz.h"
+#include "teleport_identity.h"
+#include "teleport_request.h"
 #include "teleport_status.h"
 #include "token_cache.h"
 #include "mod_status.h"
@@ -30,7 +32,6 @@
 
 module AP_MODULE_DECLARE_DATA auth_teleport_module;
 
-#define AUTH_TYPE_NAME "Teleport"
 #define DEFAULT_HEADER "Teleport-Jwt-Assertion"
 #define DEFAULT_USER_CLAIM "username"
 #define DEFAULT_CLOCK_SKEW apr_time_from_sec(60)
@@ -77,13 +78,6 @@ typedef struct {
     int forward_assertion;              /* pass the token on */
     int forward_assertion_set;
 } teleport_dir_conf;
-
-/* Identity headers set for the backend.  Client copies of these (in any
- * spelling that a backend may fold into the same name) are always removed
- * from the request. */
-static const char *const identity_headers[] = {
-    "X-Teleport-User", "X-Teleport-Roles", "X-Teleport-Traits", NULL
-};
 
 /* The verified token of a request, kept for the authorization providers
  * and for the subrequests and internal redirects of the same request. */
@@ -548,11 +542,9 @@ static const command_rec teleport_commands[] = {
 };
 
 
-/* Escape a value from a request or token for a log line (see
- * teleport_escape), capped at LOG_VALUE_MAX bytes. */
 #define LOG_VALUE_MAX 256
 
-static const char *log_escape(apr_pool_t *p, const char *value)
+const char *teleport_log_escape(apr_pool_t *p, const char *value)
 {
     char *escaped = apr_palloc(p, LOG_VALUE_MAX);
 
@@ -611,7 +603,7 @@ static int is_teleport_auth_type(apr_pool_t *p, const ap_directive_t *node)
     const char *args = node->args;
 
     return strcasecmp(node->directive, "AuthType") == 0
-           && strcasecmp(ap_getword_conf(p, &args), AUTH_TYPE_NAME) == 0;
+           && strcasecmp(ap_getword_conf(p, &args), TELEPORT_AUTH_TYPE) == 0;
 }
 
 /* Check every "AuthType Teleport" for a key source and an audience.
@@ -650,7 +642,7 @@ static int is_teleport_request(request_rec *r)
 {
     const char *type = ap_auth_type(r);
 
-    return type != NULL && strcasecmp(type, AUTH_TYPE_NAME) == 0;
+    return type != NULL && strcasecmp(type, TELEPORT_AUTH_TYPE) == 0;
 }
 
 static int uses_authorization_header(const teleport_dir_conf *conf)
@@ -662,7 +654,7 @@ static int uses_authorization_header(const teleport_dir_conf *conf)
 static void set_challenge(request_rec *r, const teleport_dir_conf *conf)
 {
     const char *scheme = uses_authorization_header(conf) ? "Bearer"
-                                                         : AUTH_TYPE_NAME;
+                                                         : TELEPORT_AUTH_TYPE;
     const char *realm = ap_auth_name(r);
     const char *field = r->proxyreq == PROXYREQ_PROXY ? "Proxy-Authenticate"
                                                       : "WWW-Authenticate";
@@ -679,7 +671,7 @@ static int reject(request_rec *r, const teleport_dir_conf *conf,
 {
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
                   "TLP030: token rejected: reason=%s kid=\"%s\" uri=%s: %s",
-                  reason, kid, log_escape(r->pool, r->uri), detail);
+                  reason, kid, teleport_log_escape(r->pool, r->uri), detail);
     apr_table_setn(r->notes, "teleport-reason", reason);
     teleport_status_count_rejected(reason);
     set_challenge(r, conf);
@@ -701,7 +693,7 @@ static int unavailable(request_rec *r, const teleport_dir_conf *conf,
     ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                   "TLP031: no usable keys from %s for uri=%s; answering 503 "
                   "until a JWKS fetch succeeds", conf->source->url,
-                  log_escape(r->pool, r->uri));
+                  teleport_log_escape(r->pool, r->uri));
     apr_table_setn(r->notes, "teleport-reason", "no_keys");
     teleport_status_count_unavailable();
     apr_table_setn(r->err_headers_out, "Retry-After",
@@ -804,7 +796,7 @@ static void keep_token(request_rec *r, const teleport_dir_conf *conf,
     ap_set_module_config(r->request_config, &auth_teleport_module, state);
 }
 
-static const teleport_token *request_token(request_rec *r)
+const teleport_token *teleport_request_token(request_rec *r)
 {
     teleport_request_state *state;
 
@@ -835,195 +827,6 @@ static const teleport_token *inherited_token(request_rec *r,
         return NULL;
     }
     return state->token;
-}
-
-/* Join a JSON array of strings with commas; NULL when not such an array. */
-static const char *join_strings(apr_pool_t *p, json_t *array)
-{
-    apr_array_header_t *parts;
-    json_t *item;
-    size_t index;
-
-    if (!json_is_array(array)) {
-        return NULL;
-    }
-    parts = apr_array_make(p, (int)json_array_size(array), sizeof(char *));
-    json_array_foreach(array, index, item) {
-        if (json_is_string(item)) {
-            APR_ARRAY_PUSH(parts, const char *) = json_string_value(item);
-        }
-    }
-    return apr_array_pstrcat(p, parts, ',');
-}
-
-/* TELEPORT_TRAIT_<NAME>: upper-cased, anything outside A-Z0-9 as '_'. */
-static const char *trait_variable(apr_pool_t *p, const char *name)
-{
-    char *variable = apr_pstrcat(p, "TELEPORT_TRAIT_", name, NULL);
-    char *c;
-
-    for (c = variable + sizeof("TELEPORT_TRAIT_") - 1; *c != '\0'; c++) {
-        *c = apr_isalnum(*c) ? (char)apr_toupper(*c) : '_';
-    }
-    return variable;
-}
-
-/* Set r->user from this location's TeleportUserClaim, which the
- * verification or the re-check for this location validated (token->user
- * names the claim of the location that first verified the token), and the
- * TELEPORT_* environment. */
-static void set_identity(request_rec *r, const teleport_dir_conf *conf,
-                         const teleport_token *token)
-{
-    json_t *user = json_object_get(token->claims, conf->user_claim);
-    apr_table_t *env = r->subprocess_env;
-    json_t *traits = json_object_get(token->claims, "traits");
-    const char *roles = join_strings(r->pool,
-                                     json_object_get(token->claims, "roles"));
-    const char *name;
-    json_t *values;
-
-    r->user = apr_pstrdup(r->pool, json_string_value(user));
-    r->ap_auth_type = AUTH_TYPE_NAME;
-    apr_table_setn(env, "TELEPORT_USER", r->user);
-    apr_table_setn(env, "TELEPORT_KID", apr_pstrdup(r->pool, token->kid));
-    apr_table_setn(env, "TELEPORT_EXPIRES",
-                   apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
-                                (apr_int64_t)token->expires));
-    if (token->subject != NULL) {
-        apr_table_setn(env, "TELEPORT_SUB",
-                       apr_pstrdup(r->pool, token->subject));
-    }
-    if (token->issuer != NULL) {
-        apr_table_setn(env, "TELEPORT_ISSUER",
-                       apr_pstrdup(r->pool, token->issuer));
-    }
-    if (roles != NULL) {
-        apr_table_setn(env, "TELEPORT_ROLES", roles);
-    }
-    if (json_is_object(traits)) {
-        json_object_foreach(traits, name, values) {
-            const char *joined = join_strings(r->pool, values);
-
-            apr_table_setn(env, trait_variable(r->pool, name),
-                           joined ? joined : "");
-        }
-    }
-    apr_table_setn(r->notes, "teleport-user", r->user);
-}
-
-/* Identity headers for the backend */
-
-/* Return 1 when name is one of identity_headers, compared without case and
- * with '_' taken as '-' (CGI and many frameworks fold both into one). */
-static int is_identity_header(const char *name)
-{
-    const char *const *header;
-
-    for (header = identity_headers; *header != NULL; header++) {
-        const char *a = name;
-        const char *b = *header;
-
-        while (*a != '\0' && *b != '\0'
-               && (*a == '_' ? '-' : apr_tolower(*a)) == apr_tolower(*b)) {
-            a++;
-            b++;
-        }
-        if (*a == '\0' && *b == '\0') {
-            return 1;
-        }
-    }
-    return 0;
-}
-
-static int collect_identity_header(void *data, const char *key,
-                                   const char *value)
-{
-    apr_array_header_t *names = data;
-
-    (void)value;
-    if (is_identity_header(key)) {
-        APR_ARRAY_PUSH(names, const char *) = key;
-    }
-    return 1;
-}
-
-/* Drop identity header names from Connection: mod_proxy removes the fields
- * that Connection lists (RFC 9110 section 7.6.1), which would let a client
- * strip the trusted values on their way to the backend. */
-static void strip_connection_options(request_rec *r)
-{
-    const char *value = apr_table_get(r->headers_in, "Connection");
-    apr_array_header_t *kept;
-    char *option;
-
-    if (value == NULL) {
-        return;
-    }
-    kept = apr_array_make(r->pool, 2, sizeof(char *));
-    while ((option = ap_get_list_item(r->pool, &value)) != NULL) {
-        if (!is_identity_header(option)) {
-            APR_ARRAY_PUSH(kept, char *) = option;
-        }
-    }
-    if (kept->nelts == 0) {
-        apr_table_unset(r->headers_in, "Connection");
-        return;
-    }
-    apr_table_setn(r->headers_in, "Connection",
-                   apr_array_pstrcat(r->pool, kept, ','));
-}
-
-/* Remove every client-supplied identity header, whatever the location. */
-static int strip_forged_headers(request_rec *r)
-{
-    apr_array_header_t *names = apr_array_make(r->pool, 2, sizeof(char *));
-    int i;
-
-    apr_table_do(collect_identity_header, names, r->headers_in, NULL);
-    for (i = 0; i < names->nelts; i++) {
-        const char *name = APR_ARRAY_IDX(names, i, const char *);
-
-        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
-                      "TLP040: removing client-supplied header %s",
-                      log_escape(r->pool, name));
-        apr_table_unset(r->headers_in, name);
-    }
-    strip_connection_options(r);
-    return DECLINED;
-}
-
-/* Encode bytes as base64url without padding (RFC 4648 section 5). */
-static const char *base64url(apr_pool_t *p, const char *data, int length)
-{
-    char *encoded = apr_palloc(p, apr_base64_encode_len(length));
-    char *c;
-
-    apr_base64_encode_binary(encoded, (const unsigned char *)data, length);
-    for (c = encoded; *c != '\0' && *c != '='; c++) {
-        *c = *c == '+' ? '-' : *c == '/' ? '_' : *c;
-    }
-    *c = '\0';
-    return encoded;
-}
-
-static void set_identity_headers(request_rec *r, const teleport_token *token)
-{
-    json_t *traits = json_object_get(token->claims, "traits");
-    const char *roles = join_strings(r->pool,
-                                     json_object_get(token->claims, "roles"));
-    char *json;
-
-    apr_table_set(r->headers_in, "X-Teleport-User", r->user);
-    apr_table_set(r->headers_in, "X-Teleport-Roles", roles ? roles : "");
-    json = json_dumps(json_is_object(traits) ? traits : json_object(),
-                      JSON_COMPACT | JSON_SORT_KEYS);
-    if (json == NULL) {
-        return;
-    }
-    apr_table_set(r->headers_in, "X-Teleport-Traits",
-                  base64url(r->pool, json, (int)strlen(json)));
-    free(json);
 }
 
 /* Verify compact with keys, or take the result of an earlier verification
@@ -1138,7 +941,7 @@ static int authenticate(request_rec *r)
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       "TLP033: AuthType Teleport for uri=%s has no key "
                       "source: set TeleportProxyURL or TeleportJWKSFile",
-                      log_escape(r->pool, r->uri));
+                      teleport_log_escape(r->pool, r->uri));
         return HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -1168,11 +971,11 @@ static int authenticate(request_rec *r)
         return reject(r, conf, error.reason, error.kid, error.detail);
     }
 
-    set_identity(r, conf, token);
+    teleport_identity_set(r, conf->user_claim, token);
     keep_token(r, conf, token, compact);
     teleport_status_count_accepted();
     if (conf->forward_headers) {
-        set_identity_headers(r, token);
+        teleport_identity_set_headers(r, token);
     }
     if (!conf->forward_assertion) {
         apr_table_unset(r->headers_in, conf->header);
@@ -1184,156 +987,13 @@ static int note_auth_failure(request_rec *r, const char *auth_type)
 {
     teleport_dir_conf *conf;
 
-    if (strcasecmp(auth_type, AUTH_TYPE_NAME) != 0) {
+    if (strcasecmp(auth_type, TELEPORT_AUTH_TYPE) != 0) {
         return DECLINED;
     }
     conf = ap_get_module_config(r->per_dir_config, &auth_teleport_module);
     set_challenge(r, conf);
     return OK;
 }
-
-/* Authorization providers */
-
-/* A parsed "Require teleport-*" line: for roles, the accepted values; for
- * traits and claims, the name and then the accepted values. */
-typedef struct {
-    const char *name;
-    apr_array_header_t *values;
-} require_rule;
-
-/* Split a Require line into words; NULL when it has no value. */
-static require_rule *parse_rule(cmd_parms *cmd, const char *line, int named)
-{
-    require_rule *rule = apr_pcalloc(cmd->pool, sizeof(*rule));
-    char *word;
-
-    rule->values = apr_array_make(cmd->pool, 4, sizeof(const char *));
-    while (*(word = ap_getword_conf(cmd->pool, &line)) != '\0') {
-        if (named && rule->name == NULL) {
-            rule->name = word;
-            continue;
-        }
-        APR_ARRAY_PUSH(rule->values, const char *) = word;
-    }
-    return rule->values->nelts > 0 ? rule : NULL;
-}
-
-static const char *parse_role_rule(cmd_parms *cmd, const char *line,
-                                   const void **parsed)
-{
-    *parsed = parse_rule(cmd, line, 0);
-    return *parsed ? NULL : "Require teleport-role: give at least one role";
-}
-
-static const char *parse_trait_rule(cmd_parms *cmd, const char *line,
-                                    const void **parsed)
-{
-    *parsed = parse_rule(cmd, line, 1);
-    return *parsed ? NULL : "Require teleport-trait: give a trait name and "
-                            "at least one value";
-}
-
-static const char *parse_claim_rule(cmd_parms *cmd, const char *line,
-                                    const void **parsed)
-{
-    *parsed = parse_rule(cmd, line, 1);
-    return *parsed ? NULL : "Require teleport-claim: give a claim name and "
-                            "at least one value";
-}
-
-/* Return 1 when value (a string, or an array of strings) equals or
- * contains one of the rule's values. */
-static int matches_rule(json_t *value, const require_rule *rule)
-{
-    json_t *item;
-    size_t index;
-    int i;
-
-    for (i = 0; i < rule->values->nelts; i++) {
-        const char *expected = APR_ARRAY_IDX(rule->values, i, const char *);
-
-        if (json_is_string(value)
-            && strcmp(json_string_value(value), expected) == 0) {
-            return 1;
-        }
-        json_array_foreach(value, index, item) {
-            if (json_is_string(item)
-                && strcmp(json_string_value(item), expected) == 0) {
-                return 1;
-            }
-        }
-    }
-    return 0;
-}
-
-/* Decide a rule against value from the request's claims.  A user
- * authenticated by another module has no Teleport claims: denied. */
-static authz_status check_rule(request_rec *r, const char *provider,
-                               const require_rule *rule, json_t *value,
-                               const teleport_token *token)
-{
-    if (r->user == NULL) {
-        return AUTHZ_DENIED_NO_USER;
-    }
-    if (token == NULL) {
-        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
-                      "TLP050: Require %s denied: user %s was not "
-                      "authenticated by AuthType Teleport", provider,
-                      log_escape(r->pool, r->user));
-        return AUTHZ_DENIED;
-    }
-    if (value != NULL && matches_rule(value, rule)) {
-        return AUTHZ_GRANTED;
-    }
-    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
-                  "TLP051: Require %s%s%s denied for user %s: %s",
-                  provider, rule->name ? " " : "",
-                  rule->name ? rule->name : "",
-                  log_escape(r->pool, r->user),
-                  value == NULL ? "the token has no such claim"
-                                : "no value matches");
-    return AUTHZ_DENIED;
-}
-
-static authz_status check_role(request_rec *r, const char *line,
-                               const void *parsed)
-{
-    const teleport_token *token = request_token(r);
-    json_t *roles = token ? json_object_get(token->claims, "roles") : NULL;
-
-    (void)line;
-    return check_rule(r, "teleport-role", parsed, roles, token);
-}
-
-static authz_status check_trait(request_rec *r, const char *line,
-                                const void *parsed)
-{
-    const require_rule *rule = parsed;
-    const teleport_token *token = request_token(r);
-    json_t *traits = token ? json_object_get(token->claims, "traits") : NULL;
-
-    (void)line;
-    return check_rule(r, "teleport-trait", rule,
-                      json_object_get(traits, rule->name), token);
-}
-
-static authz_status check_claim(request_rec *r, const char *line,
-                                const void *parsed)
-{
-    const require_rule *rule = parsed;
-    const teleport_token *token = request_token(r);
-    json_t *claims = token ? token->claims : NULL;
-
-    (void)line;
-    return check_rule(r, "teleport-claim", rule,
-                      json_object_get(claims, rule->name), token);
-}
-
-static const authz_provider role_provider = { check_role, parse_role_rule };
-static const authz_provider trait_provider = { check_trait,
-                                               parse_trait_rule };
-static const authz_provider claim_provider = { check_claim,
-                                               parse_claim_rule };
 
 /* Server lifecycle */
 
@@ -1462,21 +1122,13 @@ static void register_hooks(apr_pool_t *p)
                         AP_AUTH_INTERNAL_PER_CONF);
     ap_hook_note_auth_failure(note_auth_failure, NULL, NULL,
                               APR_HOOK_MIDDLE);
-    ap_hook_post_read_request(strip_forged_headers, NULL, NULL,
+    ap_hook_post_read_request(teleport_identity_strip_forged, NULL, NULL,
                               APR_HOOK_REALLY_FIRST);
     ap_hook_handler(teleport_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
     APR_OPTIONAL_HOOK(ap, status_hook, teleport_status_hook, NULL, NULL,
                       APR_HOOK_MIDDLE);
 
-    ap_register_auth_provider(p, AUTHZ_PROVIDER_GROUP, "teleport-role",
-                              AUTHZ_PROVIDER_VERSION, &role_provider,
-                              AP_AUTH_INTERNAL_PER_CONF);
-    ap_register_auth_provider(p, AUTHZ_PROVIDER_GROUP, "teleport-trait",
-                              AUTHZ_PROVIDER_VERSION, &trait_provider,
-                              AP_AUTH_INTERNAL_PER_CONF);
-    ap_register_auth_provider(p, AUTHZ_PROVIDER_GROUP, "teleport-claim",
-                              AUTHZ_PROVIDER_VERSION, &claim_provider,
-                              AP_AUTH_INTERNAL_PER_CONF);
+    teleport_authz_register(p);
 }
 
 AP_DECLARE_MODULE(auth_teleport) = {
