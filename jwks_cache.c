@@ -714,8 +714,12 @@ static const char *kids_missing(apr_pool_t *p, const teleport_keyset *a,
     for (i = 0; teleport_keyset_key_info(a, i, &info); i++) {
         if (b == NULL || info.kid[0] == '\0'
             || !teleport_keyset_has_kid(b, info.kid)) {
+            char kid[96];
+
+            /* Key ids come from the proxy: escape them like token values. */
+            teleport_escape(kid, sizeof(kid), info.kid, strlen(info.kid));
             APR_ARRAY_PUSH(kids, const char *) =
-                apr_psprintf(p, "\"%s\" (%s)", info.kid, info.kty);
+                apr_psprintf(p, "\"%s\" (%s)", kid, info.kty);
         }
     }
     return kids->nelts > 0 ? apr_array_pstrcat(p, kids, ',') : "none";

@@ -1537,12 +1537,13 @@ static int has_control(const char *text, size_t len)
 }
 
 /*
- * Return 1 when UTF-8 text contains a character unsafe in a user name:
+ * Return 1 when UTF-8 text contains a character unsafe in a value that
+ * callers place in headers, environment variables and logs:
  * C0 and C1 controls, DEL, U+2028, U+2029, and the bidirectional controls
  * U+202A-U+202E and U+2066-U+2069.  jansson only returns valid UTF-8, so
  * the byte patterns below only match those code points.
  */
-static int has_unsafe_user_char(const char *text, size_t len)
+static int has_unsafe_char(const char *text, size_t len)
 {
     const unsigned char *bytes = (const unsigned char *)text;
     size_t i;
@@ -1596,7 +1597,7 @@ static int check_user(json_t *claims, const teleport_checks *checks,
                   "than %d", len, TELEPORT_USER_MAX);
         return 0;
     }
-    if (has_unsafe_user_char(json_string_value(value), len)) {
+    if (has_unsafe_char(json_string_value(value), len)) {
         char shown[DETAIL_VALUE_MAX + 4];
 
         escape_json_string(shown, sizeof(shown), value);
@@ -1608,7 +1609,7 @@ static int check_user(json_t *claims, const teleport_checks *checks,
     return 1;
 }
 
-/* Return 1 when value is null or an array of strings without control
+/* Return 1 when value is null or an array of strings without unsafe
  * characters. */
 static int is_string_list(json_t *value)
 {
@@ -1623,8 +1624,8 @@ static int is_string_list(json_t *value)
     }
     json_array_foreach(value, i, item) {
         if (!json_is_string(item)
-            || has_control(json_string_value(item),
-                           json_string_length(item))) {
+            || has_unsafe_char(json_string_value(item),
+                               json_string_length(item))) {
             return 0;
         }
     }
@@ -1632,20 +1633,20 @@ static int is_string_list(json_t *value)
 }
 
 /* Return 1 when claim name is absent, not a string (then not used for
- * identity), or a string without control characters. */
+ * identity), or a string without unsafe characters. */
 static int string_claim_is_clean(json_t *claims, const char *name)
 {
     json_t *value = json_object_get(claims, name);
 
     return !json_is_string(value)
-           || !has_control(json_string_value(value),
-                           json_string_length(value));
+           || !has_unsafe_char(json_string_value(value),
+                               json_string_length(value));
 }
 
 /* Check what a caller may place in headers and environment variables:
- * "sub" and "iss" without control characters, Teleport's "roles" (array of
- * strings or null) and "traits" (object of trait name to array of strings
- * or null). */
+ * "sub" and "iss" without unsafe characters (see has_unsafe_char()),
+ * Teleport's "roles" (array of such strings, or null) and "traits" (object
+ * of trait name to array of such strings, or null). */
 static int check_identity(json_t *claims, teleport_error *error)
 {
     json_t *roles = json_object_get(claims, "roles");
@@ -1656,12 +1657,13 @@ static int check_identity(json_t *claims, teleport_error *error)
     if (!string_claim_is_clean(claims, "sub")
         || !string_claim_is_clean(claims, "iss")) {
         set_error(error, reason_bad_claim, "\"sub\" or \"iss\" contains "
-                  "control characters");
+                  "control or bidirectional characters");
         return 0;
     }
     if (roles != NULL && !is_string_list(roles)) {
         set_error(error, reason_bad_claim, "\"roles\" is not null or an "
-                  "array of strings without control characters");
+                  "array of strings without control or bidirectional "
+                  "characters");
         return 0;
     }
     if (traits == NULL || json_is_null(traits)) {
@@ -1673,9 +1675,10 @@ static int check_identity(json_t *claims, teleport_error *error)
         return 0;
     }
     json_object_foreach(traits, name, values) {
-        if (has_control(name, strlen(name)) || !is_string_list(values)) {
+        if (has_unsafe_char(name, strlen(name)) || !is_string_list(values)) {
             set_error(error, reason_bad_claim, "a trait is not null or an "
-                      "array of strings without control characters");
+                      "array of strings without control or bidirectional "
+                      "characters");
             return 0;
         }
     }
@@ -1828,9 +1831,10 @@ teleport_verify_status teleport_jwt_verify(const char *compact, size_t len,
         json_decref(header);
         return TELEPORT_VERIFY_INVALID;
     }
-    /* The kid becomes TELEPORT_KID: a JWKS could list one with controls. */
-    if (has_control(kid, strlen(kid))) {
-        set_error(error, reason_bad_claim, "kid contains control characters");
+    /* The kid becomes TELEPORT_KID, and a JWKS could list an unsafe one. */
+    if (has_unsafe_char(kid, strlen(kid))) {
+        set_error(error, reason_bad_claim, "kid contains control or "
+                  "bidirectional characters");
         json_decref(header);
         json_decref(claims);
         return TELEPORT_VERIFY_INVALID;

@@ -60,6 +60,9 @@ typedef enum {
  *                     "alg": "none" is reported as alg_not_allowed)
  *   bad_header        header not a JSON object, duplicate members, "alg" or
  *                     "kid" not a string, "crit", "zip" or "enc" present
+ *                     (JSON text with "\u0000" in any string is not
+ *                     loaded at all: bad_header or bad_payload, and in a
+ *                     JWKS the whole document is bad_jwks)
  *   alg_not_allowed   "alg" not in the allow-list ("none" and HS* never are)
  *   unknown_kid       non-empty "kid" not in the key set
  *   key_mismatch      the key that "kid" selects does not fit "alg", or
@@ -67,9 +70,10 @@ typedef enum {
  *   bad_signature     signature does not verify, or has the wrong length
  *   bad_payload       payload not a JSON object, or duplicate members
  *   bad_claim         exp/nbf/iat not a JSON number, roles/traits of the
- *                     wrong shape, or control characters in roles, traits,
- *                     "sub", "iss" or "kid" (values callers place in
- *                     headers and environment variables)
+ *                     wrong shape, or in roles, traits, "sub", "iss" or
+ *                     "kid" (values callers place in headers and
+ *                     environment variables) a C0 or C1 control, DEL,
+ *                     U+2028/U+2029 or a bidirectional control
  *   missing_exp       no "exp"
  *   expired           exp + skew <= now
  *   not_yet_valid     nbf - skew > now

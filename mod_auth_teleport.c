@@ -830,9 +830,9 @@ static const teleport_token *inherited_token(request_rec *r,
 }
 
 /* Verify compact with keys, or take the result of an earlier verification
- * of the same bytes with the same keys from the token cache; either way
- * this location's checks apply.  The token lives until r's pool is
- * cleared. */
+ * of the same bytes with the same keys from the token cache (digest, the
+ * cache key; NULL bypasses the cache); either way this location's checks
+ * apply.  The token lives until r's pool is cleared. */
 static teleport_verify_status verify_with_keys(request_rec *r,
                                                const teleport_keys *keys,
                                                const char *compact,
@@ -845,7 +845,7 @@ static teleport_verify_status verify_with_keys(request_rec *r,
     teleport_token *verified;
     teleport_verify_status status;
 
-    if (token_cache != NULL) {
+    if (digest != NULL) {
         *token = teleport_token_cache_get(token_cache, digest, version,
                                           r->pool);
         if (*token != NULL) {
@@ -858,7 +858,7 @@ static teleport_verify_status verify_with_keys(request_rec *r,
     if (status != TELEPORT_VERIFY_OK) {
         return status;
     }
-    if (token_cache != NULL) {
+    if (digest != NULL) {
         teleport_token_cache_put(token_cache, digest, version, verified,
                                  r->pool);
     }
@@ -885,19 +885,25 @@ static teleport_verify_status verify(request_rec *r,
     teleport_keys *keys;
     teleport_keys *fresh;
     teleport_verify_status status;
+    size_t length;
+    int use_cache;
 
     fill_fetch_options(conf, &options);
     fill_checks(r, conf, &checks);
-    if (token_cache != NULL) {
-        teleport_token_digest(compact, strlen(compact), digest);
+    /* A token over this location's size cap never comes from the cache,
+     * so the verifier rejects it before any decoding. */
+    length = strlen(compact);
+    use_cache = token_cache != NULL && length <= conf->max_token_size;
+    if (use_cache) {
+        teleport_token_digest(compact, length, digest);
     }
 
     keys = load_keys(r, conf, &options, 0, retry_after);
     if (keys == NULL) {
         return TELEPORT_VERIFY_KEY_NOT_FOUND;
     }
-    status = verify_with_keys(r, keys, compact, digest, &checks, token,
-                              error);
+    status = verify_with_keys(r, keys, compact, use_cache ? digest : NULL,
+                              &checks, token, error);
     if (status != TELEPORT_VERIFY_KEY_NOT_FOUND) {
         return status;
     }
@@ -907,7 +913,8 @@ static teleport_verify_status verify(request_rec *r,
     }
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
                   "TLP032: verifying again with refreshed keys");
-    return verify_with_keys(r, fresh, compact, digest, &checks, token, error);
+    return verify_with_keys(r, fresh, compact, use_cache ? digest : NULL,
+                            &checks, token, error);
 }
 
 /* Apply this location's checks to a token verified earlier for the same
