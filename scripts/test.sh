@@ -6,12 +6,14 @@
 #   - the Apache::Test suite under the event and the prefork MPM,
 #   - the unit test under ASan and UBSan and each libFuzzer target for
 #     FUZZ_SECONDS (default 60) seconds (scripts/fuzz.sh),
+#   - the Apache::Test suite once more with the module built with ASan and
+#     UBSan (scripts/sanitize-suite.sh),
 #   - the Debian package: build, install, a2enmod, requests, purge
 #     (tests/package/run.sh; it installs and removes the apache2 package).
 # Exits non-zero when anything fails; the last line is "N passed, N failed".
 #
-# Environment: FUZZ_SECONDS=0 skips the fuzzing step and PACKAGE_TEST=0 the
-# package step (for a quick local run; CI runs both).
+# Environment: FUZZ_SECONDS=0, SANITIZE_SUITE=0 and PACKAGE_TEST=0 skip
+# those steps (for a quick local run; CI runs them all).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -106,6 +108,14 @@ if [ "$fuzz_seconds" -gt 0 ]; then
     "$top/scripts/fuzz.sh" "$fuzz_seconds" >"$logs/fuzz.log" 2>&1 || status=$?
     tail -8 "$logs/fuzz.log"
     count_step "sanitizers and fuzzing" "$status" "$logs/fuzz.log"
+fi
+
+if [ "${SANITIZE_SUITE:-1}" != 0 ]; then
+    echo "== Apache::Test suite with the module built with ASan and UBSan"
+    status=0
+    "$top/scripts/sanitize-suite.sh" >"$logs/sanitize.log" 2>&1 || status=$?
+    tail -3 "$logs/sanitize.log"
+    count_step "suite under ASan and UBSan" "$status" "$logs/sanitize.log"
 fi
 
 if [ "${PACKAGE_TEST:-1}" != 0 ]; then
