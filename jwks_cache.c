@@ -43,6 +43,10 @@ APLOG_USE_MODULE(auth_teleport);
  * another child or thread runs. */
 #define WAIT_INTERVAL apr_time_from_msec(50)
 
+/* Longest lifetime of a socache entry: TeleportJWKSMaxStale's maximum, and
+ * the most memcached takes as a relative time. */
+#define MAX_ENTRY_LIFETIME apr_time_from_sec(30 * 86400)
+
 /* How long a process uses its keys without comparing their version with
  * the shared one.  A token whose key is missing looks at once. */
 #define SHARED_CHECK_INTERVAL apr_time_from_sec(1)
@@ -81,6 +85,11 @@ static ap_socache_instance_t *cache_instance;
 static const char *cache_spec;
 static apr_global_mutex_t *cache_mutex;
 static int cache_needs_lock;
+
+/* Key sources of this generation, for carrying their keys over a restart;
+ * set by post_config, in pconf. */
+static const teleport_key_source *const *cache_sources;
+static int cache_source_count;
 
 /* Per process, by source id: the last key set parsed, and this process's
  * last fetch attempt, which keeps the rate limit when the shared cache
@@ -278,26 +287,22 @@ const char *teleport_cache_check_config(apr_pool_t *pconf)
     return NULL;
 }
 
-static apr_status_t cache_destroy(void *data)
-{
-    server_rec *s = data;
-
-    if (cache_provider != NULL && cache_instance != NULL) {
-        cache_provider->destroy(cache_instance, s);
-    }
-    return APR_SUCCESS;
-}
+static apr_status_t cache_destroy(void *data);
+static void restore_documents(server_rec *s, apr_pool_t *p);
 
 int teleport_cache_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
-                               server_rec *s)
+                               server_rec *s,
+                               const teleport_key_source *const *sources,
+                               int source_count)
 {
     struct ap_socache_hints hints = { 0 };
     apr_status_t rv;
 
-    (void)ptemp;
     if (cache_provider == NULL) {
         return OK;
     }
+    cache_sources = sources;
+    cache_source_count = source_count;
 
     rv = ap_global_mutex_create(&cache_mutex, NULL, MUTEX_TYPE, NULL, s,
                                 pconf, 0);
@@ -320,6 +325,7 @@ int teleport_cache_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
     }
     apr_pool_cleanup_register(pconf, s, cache_destroy, apr_pool_cleanup_null);
     cache_needs_lock = (cache_provider->flags & AP_SOCACHE_FLAG_NOTMPSAFE) != 0;
+    restore_documents(s, ptemp);
 
     teleport_fetch_global_init();
     return OK;
@@ -396,8 +402,9 @@ static void meta_write(server_rec *s, apr_pool_t *p,
                        const teleport_key_source *source,
                        const jwks_meta *meta)
 {
-    /* The refresh state must outlive any key set that it describes. */
-    const apr_time_t lifetime = apr_time_from_sec(31 * 86400);
+    /* The refresh state must outlive any key set that it describes, and
+     * memcached reads a lifetime over 30 days as an absolute time. */
+    const apr_time_t lifetime = MAX_ENTRY_LIFETIME;
     unsigned char id[DIGEST_LEN];
     apr_status_t rv;
 
@@ -442,7 +449,7 @@ static const char *doc_read(server_rec *s, apr_pool_t *p,
 
 static apr_status_t doc_write(server_rec *s, apr_pool_t *p,
                               const teleport_key_source *source,
-                              const teleport_fetch_options *options,
+                              apr_time_t expiry,
                               const unsigned char version[DIGEST_LEN],
                               const char *doc, apr_size_t doc_length)
 {
@@ -454,10 +461,144 @@ static apr_status_t doc_write(server_rec *s, apr_pool_t *p,
     memcpy(buffer + DIGEST_LEN, doc, doc_length);
     entry_id(source, 'd', id);
     rv = cache_provider->store(cache_instance, s, id, sizeof(id),
-                               apr_time_now() + options->max_stale, buffer,
+                               expiry, buffer,
                                (unsigned int)(DIGEST_LEN + doc_length),
                                p);
     return rv;
+}
+
+/*
+ * A JWKS document saved in the parent while a restart destroys the socache,
+ * so that the next generation starts with the last good keys even when the
+ * proxy is down then.  malloc'd: it outlives pconf.
+ */
+typedef struct saved_document {
+    struct saved_document *next;
+    unsigned char id[TELEPORT_SOURCE_ID_LEN];
+    char *doc;
+    apr_size_t length;
+    apr_time_t fetched_at;
+    apr_time_t changed_at;
+} saved_document;
+
+/* httpd unloads and reloads its modules at every restart, so the list
+ * hangs off the process pool, which lives as long as the parent. */
+#define SAVED_DOCUMENTS_KEY "mod_auth_teleport saved JWKS documents"
+
+static saved_document **saved_documents(server_rec *s)
+{
+    void *head = NULL;
+
+    apr_pool_userdata_get(&head, SAVED_DOCUMENTS_KEY, s->process->pool);
+    if (head == NULL) {
+        head = apr_pcalloc(s->process->pool, sizeof(saved_document *));
+        apr_pool_userdata_set(head, SAVED_DOCUMENTS_KEY, NULL,
+                              s->process->pool);
+    }
+    return head;
+}
+
+static void free_saved_documents(server_rec *s)
+{
+    saved_document **head = saved_documents(s);
+
+    while (*head != NULL) {
+        saved_document *next = (*head)->next;
+
+        free((*head)->doc);
+        free(*head);
+        *head = next;
+    }
+}
+
+static void save_document(server_rec *s, apr_pool_t *p,
+                          const teleport_key_source *source)
+{
+    saved_document *saved;
+    const char *doc;
+    jwks_meta meta;
+
+    lock_cache(s, 0);
+    meta_read(s, p, source, &meta);
+    unlock_cache(s, 0);
+    if (meta.doc_length == 0 || (doc = doc_read(s, p, source, &meta)) == NULL) {
+        return;
+    }
+    saved = calloc(1, sizeof(*saved));
+    if (saved == NULL || (saved->doc = malloc(meta.doc_length)) == NULL) {
+        free(saved);
+        return;
+    }
+    memcpy(saved->id, source->id, TELEPORT_SOURCE_ID_LEN);
+    memcpy(saved->doc, doc, meta.doc_length);
+    saved->length = meta.doc_length;
+    saved->fetched_at = meta.fetched_at;
+    saved->changed_at = meta.changed_at;
+    saved->next = *saved_documents(s);
+    *saved_documents(s) = saved;
+}
+
+static apr_status_t cache_destroy(void *data)
+{
+    server_rec *s = data;
+    apr_pool_t *scratch;
+    int i;
+
+    if (cache_provider == NULL || cache_instance == NULL) {
+        return APR_SUCCESS;
+    }
+    free_saved_documents(s);
+    /* Only shmcb loses its entries with the parent's pool; memcache and
+     * redis keep theirs, and their connections may already be closed. */
+    if (strncmp(cache_spec, DEFAULT_PROVIDER, sizeof(DEFAULT_PROVIDER) - 1)
+        != 0) {
+        cache_provider->destroy(cache_instance, s);
+        return APR_SUCCESS;
+    }
+    if (apr_pool_create(&scratch, NULL) == APR_SUCCESS) {
+        for (i = 0; i < cache_source_count; i++) {
+            save_document(s, scratch, cache_sources[i]);
+        }
+        apr_pool_destroy(scratch);
+    }
+    cache_provider->destroy(cache_instance, s);
+    return APR_SUCCESS;
+}
+
+/* Put the documents saved by the previous generation into the new socache
+ * with their original fetch times, so TeleportJWKSMaxAge and
+ * TeleportJWKSMaxStale still count from the real fetch. */
+static void restore_documents(server_rec *s, apr_pool_t *p)
+{
+    saved_document *saved;
+    int i;
+
+    for (i = 0; i < cache_source_count; i++) {
+        const teleport_key_source *source = cache_sources[i];
+        jwks_meta meta;
+
+        for (saved = *saved_documents(s); saved != NULL;
+             saved = saved->next) {
+            if (memcmp(saved->id, source->id, TELEPORT_SOURCE_ID_LEN) != 0) {
+                continue;
+            }
+            memset(&meta, 0, sizeof(meta));
+            meta.magic = META_MAGIC;
+            digest(saved->doc, saved->length, meta.version);
+            meta.doc_length = (apr_uint32_t)saved->length;
+            meta.fetched_at = saved->fetched_at;
+            meta.changed_at = saved->changed_at;
+            lock_cache(s, 1);
+            if (doc_write(s, p, source, apr_time_now() + MAX_ENTRY_LIFETIME,
+                          meta.version, saved->doc,
+                          saved->length) == APR_SUCCESS) {
+                meta_write(s, p, source, &meta);
+            }
+            unlock_cache(s, 1);
+            break;
+        }
+    }
+    free_saved_documents(s);
 }
 
 /* Per-process key sets */
@@ -504,9 +645,6 @@ static teleport_keys *process_get(request_rec *r,
     }
     *recent = now >= entry->checked_at
               && now - entry->checked_at < SHARED_CHECK_INTERVAL;
-    if (!*recent) {
-        entry->checked_at = now;
-    }
     apr_thread_mutex_unlock(process_lock);
     if (keys != NULL) {
         hold_for_request(r, keys);
@@ -678,7 +816,8 @@ static void record_success(server_rec *s, apr_pool_t *p,
     apr_status_t rv;
 
     lock_cache(s, 1);
-    rv = doc_write(s, p, source, options, keys->version, doc, length);
+    rv = doc_write(s, p, source, apr_time_now() + options->max_stale,
+                   keys->version, doc, length);
     meta_read(s, p, source, &meta);
     meta.last_error[0] = '\0';
     meta.fetched_at = keys->fetched_at;
@@ -790,6 +929,22 @@ static teleport_keys *refresh(request_rec *r,
     return keys;
 }
 
+/* Record that the process compared its keys with the shared meta record,
+ * and take the shared fetch time when another process fetched the same
+ * document later, so that the keys' age counts from the last fetch. */
+static void process_checked(const teleport_key_source *source,
+                            teleport_keys *keys, const jwks_meta *meta)
+{
+    apr_thread_mutex_lock(process_lock);
+    process_entry_get(source)->checked_at = apr_time_now();
+    if (keys != NULL && meta->doc_length != 0
+        && memcmp(keys->version, meta->version, DIGEST_LEN) == 0
+        && meta->fetched_at > keys->fetched_at) {
+        keys->fetched_at = meta->fetched_at;
+    }
+    apr_thread_mutex_unlock(process_lock);
+}
+
 /* Bring the process's keys up to the shared version; unless look_now is
  * set, a process that compared versions within SHARED_CHECK_INTERVAL keeps
  * its keys without reading the socache, and *meta is then all zero.
@@ -816,9 +971,9 @@ static teleport_keys *current_keys(request_rec *r,
     if (meta->doc_length == 0
         || (keys != NULL
             && memcmp(keys->version, meta->version, DIGEST_LEN) == 0)) {
+        process_checked(source, keys, meta);
         return keys;
     }
-
     doc = doc_read(r->server, r->pool, source, meta);
     if (doc == NULL) {
         return keys;
@@ -832,24 +987,28 @@ static teleport_keys *current_keys(request_rec *r,
                   "TLP013: loaded the shared JWKS of %s into this process",
                   source->url);
     process_install(r, source, shared);
+    process_checked(source, shared, meta);
     return shared;
 }
 
-/* Wait, at most the fetch timeout, for the fetch another request runs. */
+/* Wait, at most the fetch timeout, until the fetch that another request
+ * runs ends; return the keys current then, or previous when there are
+ * none. */
 static teleport_keys *wait_for_fetch(request_rec *r,
                                      const teleport_key_source *source,
-                                     const teleport_fetch_options *options)
+                                     const teleport_fetch_options *options,
+                                     teleport_keys *previous)
 {
     apr_time_t deadline = apr_time_now() + options->fetch_timeout;
-    teleport_keys *keys = NULL;
+    teleport_keys *keys;
     jwks_meta meta;
 
     do {
         apr_sleep(WAIT_INTERVAL);
         keys = current_keys(r, source, 1, &meta);
-    } while (keys == NULL && fetch_in_progress(&meta, options, apr_time_now())
+    } while (fetch_in_progress(&meta, options, apr_time_now())
              && apr_time_now() < deadline);
-    return keys;
+    return keys != NULL ? keys : previous;
 }
 
 teleport_keys *teleport_keys_acquire(request_rec *r,
@@ -866,6 +1025,11 @@ teleport_keys *teleport_keys_acquire(request_rec *r,
 
     *retry_after = 0;
     keys = current_keys(r, source, force_refresh, &meta);
+    if (keys != NULL && !force_refresh
+        && now - keys->fetched_at > options->max_age) {
+        /* Another process may have refreshed them within the last second. */
+        keys = current_keys(r, source, 1, &meta);
+    }
     if (keys != NULL && now - keys->fetched_at > options->max_stale) {
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
                       "TLP017: keys of %s are older than "
@@ -883,7 +1047,12 @@ teleport_keys *teleport_keys_acquire(request_rec *r,
         fresh = refresh(r, source, options);
         return fresh != NULL ? fresh : keys;
     case CLAIM_IN_PROGRESS:
-        return keys != NULL ? keys : wait_for_fetch(r, source, options);
+        /* A request that lacks its key waits too: the running fetch may be
+         * the refresh that brings it. */
+        if (keys != NULL && !force_refresh) {
+            return keys;
+        }
+        return wait_for_fetch(r, source, options, keys);
     case CLAIM_RATE_LIMITED:
         teleport_status_count_fetch(source, TELEPORT_FETCH_SUPPRESSED);
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
