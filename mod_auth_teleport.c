@@ -961,7 +961,10 @@ static int authenticate(request_rec *r)
         }
         break;
     case ASSERTION_INVALID:
-        return reject(r, conf, reason, "", "the request header is invalid");
+        return reject(r, conf, reason, "",
+                      strcmp(reason, "bad_scheme") == 0
+                      ? "the Authorization scheme is not Bearer"
+                      : "more than one assertion header, or a comma in it");
     case ASSERTION_FOUND:
         token = inherited_token(r, conf, compact);
         break;
@@ -1057,8 +1060,9 @@ static apr_array_header_t *unique_sources(apr_pool_t *p)
     return unique;
 }
 
-static const char *start_status(apr_pool_t *pconf,
-                                const apr_array_header_t *sources)
+/* The key sources of a unique_sources() array, as a plain list. */
+static const teleport_key_source *const *source_list(
+    apr_pool_t *pconf, const apr_array_header_t *sources)
 {
     const teleport_key_source **list;
     int i;
@@ -1067,7 +1071,7 @@ static const char *start_status(apr_pool_t *pconf,
     for (i = 0; i < sources->nelts; i++) {
         list[i] = APR_ARRAY_IDX(sources, i, configured_source).source;
     }
-    return teleport_status_post_config(pconf, list, sources->nelts);
+    return list;
 }
 
 /* Fetch each key source once in the parent, with the fetch settings of
@@ -1091,11 +1095,12 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                        server_rec *s)
 {
     apr_array_header_t *sources = unique_sources(pconf);
+    const teleport_key_source *const *list = source_list(pconf, sources);
     const char *error;
     int status;
 
     (void)plog;
-    error = start_status(pconf, sources);
+    error = teleport_status_post_config(pconf, list, sources->nelts);
     if (error != NULL) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "TLP024: %s; "
                      "teleport-status will answer 503", error);
@@ -1103,7 +1108,8 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
     if (sources->nelts == 0) {
         return OK;
     }
-    status = teleport_cache_post_config(pconf, ptemp, s);
+    status = teleport_cache_post_config(pconf, ptemp, s, list,
+                                        sources->nelts);
     /* httpd reads its configuration twice at startup; fetch only once,
      * when the server is about to run. */
     if (status == OK
