@@ -65,8 +65,12 @@ const char *teleport_cache_configure(cmd_parms *cmd, const char *spec);
 /* Hook helpers, called from the module's hooks of the same names. */
 void teleport_cache_pre_config(apr_pool_t *pconf);
 const char *teleport_cache_check_config(apr_pool_t *pconf);
+/* sources: every key source of this generation (in pconf); their shared
+ * keys are carried over a graceful or full restart of the parent. */
 int teleport_cache_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
-                               server_rec *s);
+                               server_rec *s,
+                               const teleport_key_source *const *sources,
+                               int source_count);
 void teleport_cache_child_init(apr_pool_t *pchild, server_rec *s);
 
 /*
