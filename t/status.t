@@ -9,7 +9,7 @@ use JSON;
 use Teleport::Test;
 use Teleport::Token qw(mint key_id teleport_claims);
 
-plan tests => 22, need_module('cgid');
+plan tests => 26, need_module('cgid');
 
 my $key = test_key('rsa-main');
 my $v16_url = server_url('/v16/env') =~ s{^https?://[^/]+}{}r;
@@ -86,3 +86,14 @@ like($metrics->decoded_content, qr/^# TYPE teleport_requests_total counter$/m,
 
 my $post = Teleport::Test::user_agent()->post(server_url('/teleport-status'));
 is($post->code, 405, 'POST: method not allowed');
+
+# mod_status: the machine-readable page carries the totals, the HTML page a
+# summary.
+my $auto = Teleport::Test::user_agent()->get(server_url('/server-status?auto'));
+is($auto->code, 200, 'mod_status ?auto: status');
+my ($accepted) = $auto->decoded_content =~ /^TeleportAccepted: (\d+)$/m;
+ok(defined $accepted && $accepted >= $after->{accepted},
+   'mod_status ?auto: TeleportAccepted at least the json count');
+like($auto->decoded_content, qr/^TeleportRejected: \d+$/m, 'mod_status ?auto: TeleportRejected');
+my $html = Teleport::Test::user_agent()->get(server_url('/server-status'));
+like($html->decoded_content, qr{<h2>mod_auth_teleport</h2>}, 'mod_status page: summary');
