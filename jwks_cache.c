@@ -627,7 +627,7 @@ static void hold_for_request(request_rec *r, teleport_keys *keys)
 }
 
 /* Return the process's keys for source with a reference for r, or NULL.
- * *recent tells whether the shared version was compared within
+ * *recent is 1 when the shared version was compared within
  * SHARED_CHECK_INTERVAL; if not, the caller compares it now. */
 static teleport_keys *process_get(request_rec *r,
                                   const teleport_key_source *source,

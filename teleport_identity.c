@@ -180,7 +180,12 @@ static const char *base64url(apr_pool_t *p, const char *data, int length)
 
     apr_base64_encode_binary(encoded, (const unsigned char *)data, length);
     for (c = encoded; *c != '\0' && *c != '='; c++) {
-        *c = *c == '+' ? '-' : *c == '/' ? '_' : *c;
+        if (*c == '+') {
+            *c = '-';
+        }
+        else if (*c == '/') {
+            *c = '_';
+        }
     }
     *c = '\0';
     return encoded;
