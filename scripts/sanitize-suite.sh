@@ -58,14 +58,14 @@ mkdir -p "$src"
     | (cd "$top" && tar --null --ignore-failed-read -T - -cf - 2>/dev/null) \
     | tar -xf - -C "$src"
 
-echo "== build the module with $sanitizers"
+echo "== build the module and the command-line verifier with $sanitizers"
 (
     cd "$src"
     ./autogen.sh
     ./configure CC=clang \
         CFLAGS="$sanitizers -fno-omit-frame-pointer -g -O1" \
         LDFLAGS="$sanitizers" ${APXS:+--with-apxs="$APXS"}
-    make -j2 mod_auth_teleport.la
+    make -j2 mod_auth_teleport.la tools/teleport-jwt-verify
 ) >"$work/build.log" 2>&1 || { tail -40 "$work/build.log"; fail "build failed"; }
 module="$src/.libs/mod_auth_teleport.so"
 # grep reads all of nm's output (no -q), because an early exit would kill
