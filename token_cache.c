@@ -31,6 +31,11 @@ struct teleport_token_cache {
     apr_thread_mutex_t *lock;
 };
 
+/* SHA-256 fetched once per process: EVP_sha256() makes OpenSSL 3 look the
+ * implementation up again on every digest, which costs more than hashing a
+ * token.  Read-only once teleport_token_cache_create() has run. */
+static EVP_MD *sha256;
+
 static void release(shared_token *shared)
 {
     if (shared != NULL && apr_atomic_dec32(&shared->references) == 0) {
@@ -71,6 +76,9 @@ teleport_token_cache *teleport_token_cache_create(apr_pool_t *p,
     if (capacity == 0) {
         return NULL;
     }
+    if (sha256 == NULL) {
+        sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    }
     cache = apr_pcalloc(p, sizeof(*cache));
     cache->buckets = (capacity + WAYS - 1) / WAYS;
     cache->slots = apr_pcalloc(p, sizeof(cache_slot) * cache->buckets * WAYS);
@@ -85,7 +93,8 @@ teleport_token_cache *teleport_token_cache_create(apr_pool_t *p,
 void teleport_token_digest(const char *compact, size_t length,
                            unsigned char digest[TELEPORT_DIGEST_LEN])
 {
-    EVP_Digest(compact, length, digest, NULL, EVP_sha256(), NULL);
+    EVP_Digest(compact, length, digest, NULL,
+               sha256 != NULL ? sha256 : EVP_sha256(), NULL);
 }
 
 static cache_slot *bucket_of(teleport_token_cache *cache,
