@@ -8,12 +8,7 @@ use warnings;
 use Apache::Test qw(-withtestmore);
 use File::Temp qw(tempdir);
 use Teleport::Test;
-
-my $httpd = Apache::Test::vars('httpd');
-my $module = $ENV{TELEPORT_TEST_MODULE} or die "TELEPORT_TEST_MODULE is not set: run t/TEST\n";
-my $apxs = Apache::Test::vars('apxs') || 'apxs';
-chomp(my $modules_dir = `$apxs -q LIBEXECDIR 2>/dev/null` // '');
-$modules_dir ||= '/usr/lib/apache2/modules';
+use Teleport::ConfigTest qw(write_text);
 
 my $dir = tempdir('mod_auth_teleport-config-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 my $ca = $ENV{TELEPORT_TEST_CA};
@@ -98,45 +93,10 @@ for my $case (@bad) {
     }
 }
 
-# Run "httpd -t" on a configuration with $location inside <Location "/app">
-# (after AuthType Teleport) and $server at server level.  Returns the exit
-# status and the output (stdout, stderr and the error log).
+# "httpd -t" with $location inside <Location "/app"> before "Require
+# valid-user", and $server at server level.
 sub config_test {
     my ($location, $server) = @_;
-    my $conf = "$dir/httpd.conf";
-    my @modules = map { "LoadModule ${_}_module $modules_dir/mod_$_.so" }
-        qw(mpm_event authn_core authz_core authz_user socache_shmcb);
-    write_text($conf, join "\n",
-        "ServerRoot \"$dir\"",
-        'ServerName localhost',
-        'Listen 127.0.0.1:8',
-        "PidFile \"$dir/httpd.pid\"",
-        "ErrorLog \"$dir/error_log\"",
-        "DefaultRuntimeDir \"$dir\"",
-        @modules,
-        "LoadModule auth_teleport_module \"$module\"",
-        $server,
-        '<Location "/app">',
-        '    AuthType Teleport',
-        '    AuthName "app"',
-        (map { "    $_" } split /\n/, $location),
-        '    Require valid-user',
-        '</Location>',
-        '');
-    unlink "$dir/error_log";
-    my $output = `'$httpd' -t -f '$conf' 2>&1`;
-    my $status = $? >> 8;
-    if (open my $log, '<', "$dir/error_log") {
-        local $/;
-        $output .= <$log> // '';
-    }
-    return ($status, $output);
-}
-
-sub write_text {
-    my ($path, $text) = @_;
-    open my $fh, '>', $path or die "cannot write $path: $!";
-    print {$fh} $text;
-    close $fh or die "cannot write $path: $!";
-    return;
+    return Teleport::ConfigTest::config_test(dir => $dir, server => $server,
+        location => "$location\nRequire valid-user");
 }

@@ -7,12 +7,7 @@ use Apache::Test qw(-withtestmore);
 use File::Temp qw(tempdir);
 use JSON;
 use Teleport::Test;
-
-my $httpd = Apache::Test::vars('httpd');
-my $module = $ENV{TELEPORT_TEST_MODULE} or die "TELEPORT_TEST_MODULE is not set: run t/TEST\n";
-my $apxs = Apache::Test::vars('apxs') || 'apxs';
-chomp(my $modules_dir = `$apxs -q LIBEXECDIR 2>/dev/null` // '');
-$modules_dir ||= '/usr/lib/apache2/modules';
+use Teleport::ConfigTest qw(write_text);
 
 my $dir = tempdir('mod_auth_teleport-warnings-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 my $good_jwks = state_dir() . '/static/jwks.json';
@@ -48,40 +43,10 @@ for my $case (@cases) {
 my ($status, $output) = config_test(qq(TeleportJWKSFile "$good_jwks"\nTeleportAudience http://localhost:8080\nTeleportClockSkew 300));
 unlike($output, qr/TLP02[025]:/, 'safe settings: no warning');
 
+# "httpd -t" with $location inside <Location "/app"> before "Require
+# valid-user".
 sub config_test {
     my ($location) = @_;
-    my $conf = "$dir/httpd.conf";
-    my @modules = map { "LoadModule ${_}_module $modules_dir/mod_$_.so" }
-        qw(mpm_event authn_core authz_core authz_user socache_shmcb);
-    write_text($conf, join "\n",
-        "ServerRoot \"$dir\"",
-        'ServerName localhost',
-        'Listen 127.0.0.1:8',
-        "PidFile \"$dir/httpd.pid\"",
-        "ErrorLog \"$dir/error_log\"",
-        "DefaultRuntimeDir \"$dir\"",
-        @modules,
-        "LoadModule auth_teleport_module \"$module\"",
-        '<Location "/app">',
-        '    AuthType Teleport',
-        '    AuthName "app"',
-        (map { "    $_" } split /\n/, $location),
-        '    Require valid-user',
-        '</Location>',
-        '');
-    unlink "$dir/error_log";
-    my $output = `'$httpd' -t -f '$conf' 2>&1`;
-    my $status = $? >> 8;
-    if (open my $log, '<', "$dir/error_log") {
-        local $/;
-        $output .= <$log> // '';
-    }
-    return ($status, $output);
-}
-
-sub write_text {
-    my ($path, $text) = @_;
-    open my $fh, '>', $path or die "cannot write $path: $!";
-    print {$fh} $text;
-    close $fh or die "cannot write $path: $!";
+    return Teleport::ConfigTest::config_test(dir => $dir,
+        location => "$location\nRequire valid-user");
 }
