@@ -43,8 +43,8 @@ APLOG_USE_MODULE(auth_teleport);
  * another child or thread runs. */
 #define WAIT_INTERVAL apr_time_from_msec(50)
 
-/* Longest lifetime of a socache entry: TeleportJWKSMaxStale's maximum, and
- * the most memcached takes as a relative time. */
+/* Maximum lifetime of a socache entry: TeleportJWKSMaxStale's maximum, and
+ * the longest relative time memcached accepts. */
 #define MAX_ENTRY_LIFETIME apr_time_from_sec(30 * 86400)
 
 /* How long a process uses its keys without comparing their version with
@@ -53,7 +53,7 @@ APLOG_USE_MODULE(auth_teleport);
 
 /* The default provider: shmcb, sized so that a TELEPORT_JWKS_MAX_BYTES
  * document fits.  shmcb splits its segment into sub-caches and an entry
- * must fit in one; httpd 2.4.71 divides 2 MB into 8 sub-caches with about
+ * must fit in one.  httpd 2.4.71 divides 2 MB into 8 sub-caches with about
  * 254 KB of data room each (its debug log prints subcache_data_size). */
 #define DEFAULT_PROVIDER "shmcb"
 #define DEFAULT_PROVIDER_ARGS "teleport-jwks(2097152)"
@@ -945,7 +945,7 @@ static void process_checked(const teleport_key_source *source,
     apr_thread_mutex_unlock(process_lock);
 }
 
-/* Bring the process's keys up to the shared version; unless look_now is
+/* Bring the process's keys up to the shared version.  Unless look_now is
  * set, a process that compared versions within SHARED_CHECK_INTERVAL keeps
  * its keys without reading the socache, and *meta is then all zero.
  * Returns the keys with a reference for r, or NULL when neither holds

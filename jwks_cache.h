@@ -3,8 +3,8 @@
  * all child processes through an httpd socache provider, rate-limits forced
  * refreshes across the server, and keeps the parsed key set per process.
  *
- * This unit knows fetching, the socache and the shared refresh state.  It
- * knows nothing of claims or authorization.
+ * This unit handles fetching, the socache and the shared refresh state,
+ * not claims or authorization.
  */
 #ifndef TELEPORT_JWKS_CACHE_H
 #define TELEPORT_JWKS_CACHE_H
@@ -90,7 +90,7 @@ void teleport_cache_prefetch(server_rec *s, apr_pool_t *p,
  * request without keys waits up to the fetch timeout for a fetch that
  * another request runs.  A failed fetch keeps the previous keys until they
  * are options->max_stale old.  The keys stay valid until r->pool is
- * cleared.  NULL means no usable keys; *retry_after then holds the time
+ * cleared.  NULL means no usable keys, and *retry_after then contains the time
  * until the next fetch may run, or 0 when unknown.
  */
 teleport_keys *teleport_keys_acquire(request_rec *r,
@@ -99,7 +99,7 @@ teleport_keys *teleport_keys_acquire(request_rec *r,
                                      int force_refresh,
                                      apr_interval_time_t *retry_after);
 
-/* What the shared cache holds about a key source, for status pages. */
+/* State of a key source in the shared cache, for status pages. */
 typedef struct {
     apr_array_header_t *keys;   /* teleport_key_info of the shared keys */
     apr_time_t fetched_at;      /* 0: never */

@@ -1,8 +1,8 @@
 /*
  * JWS compact-serialisation verifier for Teleport application-access tokens.
  *
- * This unit knows base64url, JSON (jansson) and signatures (OpenSSL 3 EVP).
- * It knows nothing of httpd: it takes bytes, a key set and the checks to
+ * This unit handles base64url, JSON (jansson) and signatures (OpenSSL 3
+ * EVP), and nothing of httpd: it takes bytes, a key set and the checks to
  * apply, and returns the verified claims or one error value.  It never logs,
  * so it can be unit-tested and fuzzed on its own.  Memory comes from malloc;
  * every object returned has a matching free function.
@@ -42,7 +42,7 @@
 /* Outcome of teleport_jwt_verify(). */
 typedef enum {
     TELEPORT_VERIFY_OK = 0,
-    /* The token is invalid; error->reason says why.  Answer 401. */
+    /* The token is invalid, and error->reason names why.  Answer 401. */
     TELEPORT_VERIFY_INVALID,
     /* The token names a "kid" the key set does not contain, or carries no
      * "kid" and no key of the set verifies it.  A caller may refresh the

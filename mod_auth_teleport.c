@@ -181,8 +181,8 @@ static const char *claim_source(cmd_parms *cmd, teleport_dir_conf *conf)
 }
 
 /* Every TeleportProxyURL with the section that named it, so that the
- * socache is created and the parent can fetch each source once at startup;
- * made anew by pre_config for every generation. */
+ * socache is created and the parent can fetch each source once at startup.
+ * pre_config makes it anew for every generation. */
 typedef struct {
     const teleport_key_source *source;
     const teleport_dir_conf *conf;
@@ -830,9 +830,9 @@ static const teleport_token *inherited_token(request_rec *r,
 }
 
 /* Verify compact with keys, or take the result of an earlier verification
- * of the same bytes with the same keys from the token cache (digest, the
- * cache key; NULL bypasses the cache); either way this location's checks
- * apply.  The token lives until r's pool is cleared. */
+ * of the same bytes with the same keys from the token cache.  digest is the
+ * cache key, and NULL bypasses the cache.  Either way this location's
+ * checks apply, and the token lives until r's pool is cleared. */
 static teleport_verify_status verify_with_keys(request_rec *r,
                                                const teleport_keys *keys,
                                                const char *compact,

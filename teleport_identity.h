@@ -16,7 +16,7 @@ void teleport_identity_set(request_rec *r, const char *user_claim,
                            const teleport_token *token);
 
 /* Set X-Teleport-User, X-Teleport-Roles and X-Teleport-Traits in the
- * request headers that a proxy or CGI sees; call after
+ * request headers that a proxy or CGI receives; call after
  * teleport_identity_set(). */
 void teleport_identity_set_headers(request_rec *r,
                                    const teleport_token *token);

@@ -1,6 +1,6 @@
 /*
- * What the module's request handling shares with its other units: the
- * token verified for a request, and escaping for log lines.
+ * Request state shared by the module's units: the token verified for a
+ * request, and escaping for log lines.
  */
 #ifndef TELEPORT_REQUEST_H
 #define TELEPORT_REQUEST_H
@@ -8,7 +8,7 @@
 #include "httpd.h"
 #include "jwt_verify.h"
 
-/* The AuthType this module answers, and the AUTH_TYPE it sets. */
+/* The AuthType this module handles, and the AUTH_TYPE it sets. */
 #define TELEPORT_AUTH_TYPE "Teleport"
 
 /* The token AuthType Teleport verified for r, or NULL when it verified

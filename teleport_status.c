@@ -2,7 +2,7 @@
  * Shared counters and the teleport-status handler.
  *
  * The counters live in an anonymous shared memory segment that the parent
- * creates in post_config and every child inherits; children add to them
+ * creates in post_config and every child inherits.  Children add to them
  * with atomic increments, so a report sums all processes of the current
  * generation (a restart starts from zero).
  */

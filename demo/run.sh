@@ -381,7 +381,7 @@ Listen 127.0.0.1:$BACKEND_PORT
         AuthName "demo"
         TeleportProxyURL https://127.0.0.1:$PROXY_PORT
         TeleportCAFile "$CA_FILE"
-        # The stand-in proxy is this same httpd, which cannot answer the
+        # The stand-in proxy is this same httpd, which cannot serve the
         # parent's startup fetch before its children run: keep that wait
         # short. The first request fetches the keys.
         TeleportFetchTimeout 1
