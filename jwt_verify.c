@@ -103,11 +103,21 @@ typedef struct {
     unsigned algs;      /* TELEPORT_ALG_* bits this key may verify */
     int bits;
     int alias;          /* same key material as an earlier entry */
+    /* Per algorithm (index in algorithms[]) that this key may verify and
+     * that hashes outside the signature: a context initialised for
+     * verification with the key, the hash and the padding, duplicated for
+     * each signature.  NULL where preparing failed: such a signature is
+     * verified the slower way, from the key. */
+    EVP_PKEY_CTX *prepared[ALG_COUNT];
 } keyset_entry;
 
 struct teleport_keyset {
     keyset_entry *keys;
     size_t count;
+    /* Hash of each algorithm (index in algorithms[]), fetched once per key
+     * set: OpenSSL 3 looks an implementation up again for every call that
+     * names it, which costs more than hashing a token. */
+    EVP_MD *digests[ALG_COUNT];
 };
 
 /* The three segments of a compact JWS (RFC 7515 section 7.1). */
@@ -125,8 +135,8 @@ typedef struct {
 typedef struct {
     int present;
     double value;
+    int integer;        /* a JSON integer rather than a real */
     long long whole;    /* value truncated toward zero, clamped */
-    char text[32];      /* value as shown in error details */
 } numeric_date;
 
 /* Reason words, documented in jwt_verify.h. */
@@ -248,25 +258,27 @@ static int string_equals(json_t *value, const char *expected)
 
 /* ---- base64url ---------------------------------------------------------- */
 
-static int base64url_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z') {
-        return c - 'A';
-    }
-    if (c >= 'a' && c <= 'z') {
-        return c - 'a' + 26;
-    }
-    if (c >= '0' && c <= '9') {
-        return c - '0' + 52;
-    }
-    if (c == '-') {
-        return 62;
-    }
-    if (c == '_') {
-        return 63;
-    }
-    return -1;
-}
+/* Value of each byte in the base64url alphabet (RFC 4648 section 5, table
+ * 2), -1 for bytes outside it.  A table keeps the check of every token
+ * character free of branches. */
+static const signed char base64url_values[256] = {
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 62, -1, -1,
+    52, 53, 54, 55, 56, 57, 58, 59, 60, 61, -1, -1, -1, -1, -1, -1,
+    -1,  0,  1,  2,  3,  4,  5,  6,  7,  8,  9, 10, 11, 12, 13, 14,
+    15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, -1, -1, -1, -1, 63,
+    -1, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40,
+    41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1
+};
 
 /*
  * Return 1 when in[0..len) is strict base64url: only the RFC 4648 section 5
@@ -275,17 +287,23 @@ static int base64url_value(unsigned char c)
  */
 static int is_base64url(const char *in, size_t len)
 {
-    size_t i;
+    const unsigned char *bytes = (const unsigned char *)in;
+    int invalid = 0;
     int last = 0;
+    size_t i;
 
     if (len % 4 == 1) {
         return 0;
     }
     for (i = 0; i < len; i++) {
-        last = base64url_value((unsigned char)in[i]);
-        if (last < 0) {
-            return 0;
-        }
+        invalid |= base64url_values[bytes[i]];
+    }
+    /* Every valid value is 0-63, so only a -1 sets the sign bit. */
+    if (invalid < 0) {
+        return 0;
+    }
+    if (len > 0) {
+        last = base64url_values[bytes[len - 1]];
     }
     if (len % 4 == 2 && (last & 0x0f) != 0) {
         return 0;
@@ -301,6 +319,8 @@ unsigned char *teleport_base64url_decode(const char *in, size_t in_len,
 {
     size_t padding = (4 - in_len % 4) % 4;
     size_t padded_len = in_len + padding;
+    /* Teleport's segments fit here; a larger one costs a malloc. */
+    unsigned char local[1024];
     unsigned char *standard;
     unsigned char *out;
     size_t i;
@@ -312,10 +332,12 @@ unsigned char *teleport_base64url_decode(const char *in, size_t in_len,
     }
 
     /* Translate to the standard alphabet and pad, for EVP_DecodeBlock. */
-    standard = malloc(padded_len + 1);
+    standard = padded_len < sizeof(local) ? local : malloc(padded_len + 1);
     out = malloc(padded_len / 4 * 3 + 1);
     if (standard == NULL || out == NULL) {
-        free(standard);
+        if (standard != local) {
+            free(standard);
+        }
         free(out);
         return NULL;
     }
@@ -333,7 +355,9 @@ unsigned char *teleport_base64url_decode(const char *in, size_t in_len,
 
     /* EVP_DecodeBlock counts the bytes that the padding stands for. */
     decoded = EVP_DecodeBlock(out, standard, (int)padded_len);
-    free(standard);
+    if (standard != local) {
+        free(standard);
+    }
     if (decoded < 0 || (size_t)decoded < padding) {
         free(out);
         return NULL;
@@ -805,6 +829,11 @@ static keyset_entry *find_same_key(const teleport_keyset *keys,
 
 static void free_entry(keyset_entry *entry)
 {
+    size_t i;
+
+    for (i = 0; i < ALG_COUNT; i++) {
+        EVP_PKEY_CTX_free(entry->prepared[i]);
+    }
     EVP_PKEY_free(entry->pkey);
     free(entry->kid);
 }
@@ -903,6 +932,60 @@ static void add_entries(teleport_keyset *keys, json_t *array, int *skipped,
     }
 }
 
+static int set_pss_parameters(EVP_PKEY_CTX *ctx, const alg_entry *alg)
+{
+    /* RFC 7518 section 3.5: MGF1 with the same hash, salt as long as the
+     * hash output. */
+    return EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PSS_PADDING) > 0
+           && EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, RSA_PSS_SALTLEN_DIGEST) > 0
+           && EVP_PKEY_CTX_set_rsa_mgf1_md_name(ctx, alg->digest, NULL) > 0;
+}
+
+/* A context that verifies alg signatures over a hash made with md, by
+ * pkey; NULL when OpenSSL cannot set one up. */
+static EVP_PKEY_CTX *prepare_verify(EVP_PKEY *pkey, const alg_entry *alg,
+                                    const EVP_MD *md)
+{
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+
+    if (ctx != NULL && EVP_PKEY_verify_init(ctx) == 1
+        && EVP_PKEY_CTX_set_signature_md(ctx, md) > 0
+        && (!alg->pss || set_pss_parameters(ctx, alg))) {
+        return ctx;
+    }
+    EVP_PKEY_CTX_free(ctx);
+    return NULL;
+}
+
+/*
+ * Do once per key set what every signature check would otherwise repeat:
+ * fetch the hashes, and set up a verification context for each key and
+ * algorithm it may verify.  A failure here only leaves the slower path.
+ */
+static void prepare_keyset(teleport_keyset *keys)
+{
+    size_t a;
+    size_t i;
+
+    for (a = 0; a < ALG_COUNT; a++) {
+        if (algorithms[a].digest != NULL) {
+            keys->digests[a] = EVP_MD_fetch(NULL, algorithms[a].digest, NULL);
+        }
+    }
+    for (i = 0; i < keys->count; i++) {
+        keyset_entry *entry = &keys->keys[i];
+
+        for (a = 0; a < ALG_COUNT; a++) {
+            if ((entry->algs & algorithms[a].bit) != 0
+                && keys->digests[a] != NULL) {
+                entry->prepared[a] = prepare_verify(entry->pkey,
+                                                    &algorithms[a],
+                                                    keys->digests[a]);
+            }
+        }
+    }
+}
+
 /* Allocate an empty key set with room for JWKS_MAX_ENTRIES keys. */
 static teleport_keyset *new_keyset(void)
 {
@@ -966,6 +1049,7 @@ teleport_keyset *teleport_keyset_parse(const char *json, size_t len,
 
     add_entries(keys, array, &skip_count, first_skip, sizeof(first_skip));
     json_decref(document);
+    prepare_keyset(keys);
     if (skipped != NULL) {
         *skipped = skip_count;
     }
@@ -991,6 +1075,9 @@ void teleport_keyset_free(teleport_keyset *keys)
     }
     for (i = 0; i < keys->count; i++) {
         free_entry(&keys->keys[i]);
+    }
+    for (i = 0; i < ALG_COUNT; i++) {
+        EVP_MD_free(keys->digests[i]);
     }
     free(keys->keys);
     free(keys);
@@ -1061,24 +1148,70 @@ static unsigned char *ecdsa_raw_to_der(const unsigned char *raw,
     return der;
 }
 
-static int set_pss_parameters(EVP_PKEY_CTX *ctx, const alg_entry *alg)
+/* A token and the parts of it that choosing and checking a key needs. */
+typedef struct {
+    const alg_entry *alg;
+    const char *kid;
+    const unsigned char *input;
+    size_t input_len;
+    const unsigned char *sig;
+    size_t sig_len;
+    /* The signing input hashed with the key set's prefetched hash for alg;
+     * hash_len 0 when there is none (EdDSA, or the fetch failed). */
+    unsigned char hash[EVP_MAX_MD_SIZE];
+    unsigned int hash_len;
+} signed_token;
+
+/* Verify with a copy of the context prepared for the key and algorithm.
+ * An EVP_PKEY_CTX must not be used by two threads at once, and copying
+ * one skips the provider lookups that initialising a new one makes. */
+static int verify_prepared(EVP_PKEY_CTX *prepared,
+                           const signed_token *signed_input,
+                           const unsigned char *sig, size_t sig_len)
 {
-    /* RFC 7518 section 3.5: MGF1 with the same hash, salt as long as the
-     * hash output. */
-    return EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PSS_PADDING) > 0
-           && EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, RSA_PSS_SALTLEN_DIGEST) > 0
-           && EVP_PKEY_CTX_set_rsa_mgf1_md_name(ctx, alg->digest, NULL) > 0;
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_dup(prepared);
+    int valid;
+
+    if (ctx == NULL) {
+        return 0;
+    }
+    valid = EVP_PKEY_verify(ctx, sig, sig_len, signed_input->hash,
+                            signed_input->hash_len) == 1;
+    EVP_PKEY_CTX_free(ctx);
+    return valid;
 }
 
-/* Return 1 when sig is a valid signature of input by entry's key. */
-static int verify_signature(const alg_entry *alg, const keyset_entry *entry,
-                            const unsigned char *input, size_t input_len,
-                            const unsigned char *sig, size_t sig_len)
+/* Verify from the key itself: EdDSA, which hashes inside the signature,
+ * and keys whose context could not be prepared. */
+static int verify_from_key(const alg_entry *alg, EVP_PKEY *pkey,
+                           const signed_token *signed_input,
+                           const unsigned char *sig, size_t sig_len)
 {
-    EVP_MD_CTX *md_ctx;
+    EVP_MD_CTX *md_ctx = EVP_MD_CTX_new();
     EVP_PKEY_CTX *pkey_ctx = NULL;
-    unsigned char *der = NULL;
     int valid = 0;
+
+    if (md_ctx != NULL
+        && EVP_DigestVerifyInit_ex(md_ctx, &pkey_ctx, alg->digest, NULL, NULL,
+                                   pkey, NULL) == 1
+        && (!alg->pss || set_pss_parameters(pkey_ctx, alg))) {
+        valid = EVP_DigestVerify(md_ctx, sig, sig_len, signed_input->input,
+                                 signed_input->input_len) == 1;
+    }
+    EVP_MD_CTX_free(md_ctx);
+    return valid;
+}
+
+/* Return 1 when the token's signature is valid for entry's key. */
+static int verify_signature(const keyset_entry *entry,
+                            const signed_token *signed_input)
+{
+    const alg_entry *alg = signed_input->alg;
+    EVP_PKEY_CTX *prepared = entry->prepared[alg - algorithms];
+    const unsigned char *sig = signed_input->sig;
+    size_t sig_len = signed_input->sig_len;
+    unsigned char *der = NULL;
+    int valid;
 
     /* RSASSA signatures are exactly as long as the modulus (RFC 8017
      * sections 8.1.2 and 8.2.2). */
@@ -1093,16 +1226,12 @@ static int verify_signature(const alg_entry *alg, const keyset_entry *entry,
         }
         sig = der;
     }
-
-    md_ctx = EVP_MD_CTX_new();
-    if (md_ctx != NULL
-        && EVP_DigestVerifyInit_ex(md_ctx, &pkey_ctx, alg->digest, NULL, NULL,
-                                   entry->pkey, NULL) == 1
-        && (!alg->pss || set_pss_parameters(pkey_ctx, alg))) {
-        valid = EVP_DigestVerify(md_ctx, sig, sig_len, input, input_len)
-                == 1;
+    if (prepared != NULL && signed_input->hash_len > 0) {
+        valid = verify_prepared(prepared, signed_input, sig, sig_len);
     }
-    EVP_MD_CTX_free(md_ctx);
+    else {
+        valid = verify_from_key(alg, entry->pkey, signed_input, sig, sig_len);
+    }
     free(der);
     return valid;
 }
@@ -1118,16 +1247,6 @@ static size_t fixed_signature_length(const alg_entry *alg)
     }
     return 0;
 }
-
-/* A token and the parts of it that choosing and checking a key needs. */
-typedef struct {
-    const alg_entry *alg;
-    const char *kid;
-    const unsigned char *input;
-    size_t input_len;
-    const unsigned char *sig;
-    size_t sig_len;
-} signed_token;
 
 static teleport_verify_status verify_by_kid(const teleport_keyset *keys,
                                             const signed_token *signed_input,
@@ -1147,9 +1266,7 @@ static teleport_verify_status verify_by_kid(const teleport_keyset *keys,
                   signed_input->alg->name);
         return TELEPORT_VERIFY_INVALID;
     }
-    if (!verify_signature(signed_input->alg, entry, signed_input->input,
-                          signed_input->input_len, signed_input->sig,
-                          signed_input->sig_len)) {
+    if (!verify_signature(entry, signed_input)) {
         set_error(error, reason_bad_signature, "%s signature does not "
                   "verify with key \"%s\"", signed_input->alg->name,
                   error->kid);
@@ -1178,9 +1295,7 @@ static teleport_verify_status verify_without_kid(
             continue;
         }
         tries++;
-        if (verify_signature(signed_input->alg, entry, signed_input->input,
-                             signed_input->input_len, signed_input->sig,
-                             signed_input->sig_len)) {
+        if (verify_signature(entry, signed_input)) {
             *key_index = (int)i;
             return TELEPORT_VERIFY_OK;
         }
@@ -1366,9 +1481,9 @@ static int read_date(json_t *claims, const char *name, numeric_date *date,
     }
     date->present = 1;
     if (json_is_integer(value)) {
+        date->integer = 1;
         date->whole = json_integer_value(value);
         date->value = (double)date->whole;
-        snprintf(date->text, sizeof(date->text), "%lld", date->whole);
         return 1;
     }
     if (!json_is_real(value) || !isfinite(json_real_value(value))) {
@@ -1386,8 +1501,21 @@ static int read_date(json_t *claims, const char *name, numeric_date *date,
     else {
         date->whole = (long long)date->value;
     }
-    snprintf(date->text, sizeof(date->text), "%.3f", date->value);
     return 1;
+}
+
+/* Write a date as the token gave it, for an error detail.  Only rejections
+ * format dates: an accepted token costs no string work here. */
+static const char *date_text(const numeric_date *date, char *out,
+                             size_t size)
+{
+    if (date->integer) {
+        snprintf(out, size, "%lld", date->whole);
+    }
+    else {
+        snprintf(out, size, "%.3f", date->value);
+    }
+    return out;
 }
 
 /*
@@ -1401,23 +1529,24 @@ static int check_times(const numeric_date *exp, const numeric_date *nbf,
 {
     double now = (double)checks->now;
     double skew = (double)checks->clock_skew;
+    char text[32];
 
     if (now >= exp->value + skew) {
         set_error(error, reason_expired, "exp %s is not after now %lld "
-                  "minus %lld s skew", exp->text, checks->now,
-                  checks->clock_skew);
+                  "minus %lld s skew", date_text(exp, text, sizeof(text)),
+                  checks->now, checks->clock_skew);
         return 0;
     }
     if (nbf->present && nbf->value - skew > now) {
         set_error(error, reason_not_yet_valid, "nbf %s is after now %lld "
-                  "plus %lld s skew", nbf->text, checks->now,
-                  checks->clock_skew);
+                  "plus %lld s skew", date_text(nbf, text, sizeof(text)),
+                  checks->now, checks->clock_skew);
         return 0;
     }
     if (iat->present && iat->value - skew > now) {
         set_error(error, reason_issued_in_future, "iat %s is after now %lld "
-                  "plus %lld s skew", iat->text, checks->now,
-                  checks->clock_skew);
+                  "plus %lld s skew", date_text(iat, text, sizeof(text)),
+                  checks->now, checks->clock_skew);
         return 0;
     }
     return 1;
@@ -1725,6 +1854,13 @@ static teleport_verify_status check_signature(const compact_parts *parts,
     signed_input.input_len = parts->signing_input_len;
     signed_input.sig = sig;
     signed_input.sig_len = sig_len;
+    signed_input.hash_len = 0;
+    if (keys->digests[alg - algorithms] != NULL
+        && EVP_Digest(signed_input.input, signed_input.input_len,
+                      signed_input.hash, &signed_input.hash_len,
+                      keys->digests[alg - algorithms], NULL) != 1) {
+        signed_input.hash_len = 0;
+    }
     if (kid[0] != '\0') {
         status = verify_by_kid(keys, &signed_input, key_index, error);
     }
@@ -1760,21 +1896,26 @@ static json_t *read_claims(const compact_parts *parts,
     return claims;
 }
 
-static teleport_token *build_token(json_t *header, json_t *claims,
+/* A token owning claims, with a copy of kid in the same allocation. */
+static teleport_token *build_token(json_t *claims, const alg_entry *alg,
                                    const char *kid, const char *user,
                                    long long expires, int key_index)
 {
-    teleport_token *token = calloc(1, sizeof(*token));
+    size_t kid_len = strlen(kid);
+    teleport_token *token = calloc(1, sizeof(*token) + kid_len + 1);
     json_t *iss = json_object_get(claims, "iss");
     json_t *sub = json_object_get(claims, "sub");
+    char *kid_copy;
 
     if (token == NULL) {
         return NULL;
     }
-    token->header = header;
+    kid_copy = (char *)(token + 1);
+    memcpy(kid_copy, kid, kid_len + 1);
     token->claims = claims;
-    token->alg = json_string_value(json_object_get(header, "alg"));
-    token->kid = kid;
+    token->alg = alg->name;
+    token->alg_bit = alg->bit;
+    token->kid = kid_copy;
     token->user = user;
     token->issuer = json_is_string(iss) ? json_string_value(iss) : NULL;
     token->subject = json_is_string(sub) ? json_string_value(sub) : NULL;
@@ -1840,9 +1981,11 @@ teleport_verify_status teleport_jwt_verify(const char *compact, size_t len,
         return TELEPORT_VERIFY_INVALID;
     }
 
-    *token = build_token(header, claims, kid, user, expires, key_index);
+    /* The token keeps a copy of kid and no header: a cached token holds
+     * only what later checks read. */
+    *token = build_token(claims, alg, kid, user, expires, key_index);
+    json_decref(header);
     if (*token == NULL) {
-        json_decref(header);
         json_decref(claims);
         set_error(error, reason_malformed, "out of memory");
         return TELEPORT_VERIFY_INVALID;
@@ -1855,7 +1998,6 @@ void teleport_token_free(teleport_token *token)
     if (token == NULL) {
         return;
     }
-    json_decref(token->header);
     json_decref(token->claims);
     free(token);
 }
@@ -1868,18 +2010,19 @@ teleport_verify_status teleport_token_check(const teleport_token *token,
     long long expires = 0;
 
     clear_error(error);
-    escape_json_string(error->kid, sizeof(error->kid),
-                       json_object_get(token->header, "kid"));
-    if ((checks->algorithms & teleport_alg_from_name(token->alg)) == 0) {
+    if ((checks->algorithms & token->alg_bit) == 0) {
         set_error(error, reason_alg_not_allowed, "alg \"%s\" is not allowed",
                   token->alg);
-        return TELEPORT_VERIFY_INVALID;
     }
-    if (!check_dates(token->claims, checks, &expires, error)
-        || !check_audience(token->claims, checks, error)
-        || !check_issuer(token->claims, checks, error)
-        || !check_user(token->claims, checks, &user, error)) {
-        return TELEPORT_VERIFY_INVALID;
+    else if (check_dates(token->claims, checks, &expires, error)
+             && check_audience(token->claims, checks, error)
+             && check_issuer(token->claims, checks, error)
+             && check_user(token->claims, checks, &user, error)) {
+        return TELEPORT_VERIFY_OK;
     }
-    return TELEPORT_VERIFY_OK;
+    /* Only a rejection reports the kid; an accepted token skips the
+     * escaping. */
+    escape_value(error->kid, sizeof(error->kid), token->kid,
+                 strlen(token->kid));
+    return TELEPORT_VERIFY_INVALID;
 }

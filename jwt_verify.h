@@ -153,10 +153,10 @@ typedef struct {
 
 /* A verified token; claims owned by it. */
 typedef struct {
-    json_t *header;       /* protected header object */
     json_t *claims;       /* payload object */
-    const char *alg;      /* header "alg", points into header */
-    const char *kid;      /* header "kid" or "" ; points into header */
+    const char *alg;      /* header "alg" (a static string) */
+    unsigned alg_bit;     /* its TELEPORT_ALG_* bit */
+    const char *kid;      /* header "kid" or "", a copy owned by the token */
     const char *user;     /* the user claim, points into claims */
     const char *issuer;   /* "iss" or NULL */
     const char *subject;  /* "sub" or NULL */
