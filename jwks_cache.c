@@ -728,6 +728,19 @@ static apr_time_t later(apr_time_t a, apr_time_t b)
     return a > b ? a : b;
 }
 
+/* Return 1 when an attempt at last (0: none) is too recent for another
+ * at now, with the time left in *retry_after. */
+static int rate_limited(apr_time_t last, apr_time_t now,
+                        const teleport_fetch_options *options,
+                        apr_interval_time_t *retry_after)
+{
+    if (last != 0 && now >= last && now - last < options->min_refresh) {
+        *retry_after = last + options->min_refresh - now;
+        return 1;
+    }
+    return 0;
+}
+
 /*
  * Claim the right to fetch source now.  Under the global mutex, no other
  * fetch may be running, and the last attempt of the same kind, shared or of
@@ -737,17 +750,33 @@ static apr_time_t later(apr_time_t a, apr_time_t b)
  * fetch for missing or old keys follows the last attempt of any kind, so a
  * failing proxy is retried once per interval.  A fetch that died with its
  * child stops counting as running after the fetch timeout.
+ *
+ * seen is the meta record the caller read just before, or NULL.  A forced
+ * refresh that it already rate-limits is refused without the global mutex:
+ * the shared forced time only grows, so the result under the mutex would be
+ * the same.  Tokens with random kids then cost one round trip through the
+ * global mutex, not two.
  */
 static claim_result claim_fetch(request_rec *r,
                                 const teleport_key_source *source,
                                 const teleport_fetch_options *options,
-                                int forced, apr_interval_time_t *retry_after)
+                                int forced, const jwks_meta *seen,
+                                apr_interval_time_t *retry_after)
 {
     apr_time_t now = apr_time_now();
     apr_time_t last;
     process_entry *entry;
     claim_result result;
     jwks_meta meta;
+
+    if (forced && seen != NULL && !fetch_in_progress(seen, options, now)) {
+        apr_thread_mutex_lock(process_lock);
+        last = later(seen->forced_at, process_entry_get(source)->forced_at);
+        apr_thread_mutex_unlock(process_lock);
+        if (rate_limited(last, now, options, retry_after)) {
+            return CLAIM_RATE_LIMITED;
+        }
+    }
 
     lock_cache(r->server, 1);
     meta_read(r->server, r->pool, source, &meta);
@@ -758,9 +787,8 @@ static claim_result claim_fetch(request_rec *r,
     if (fetch_in_progress(&meta, options, now)) {
         result = CLAIM_IN_PROGRESS;
     }
-    else if (last != 0 && now >= last && now - last < options->min_refresh) {
+    else if (rate_limited(last, now, options, retry_after)) {
         result = CLAIM_RATE_LIMITED;
-        *retry_after = last + options->min_refresh - now;
     }
     else {
         result = CLAIM_GRANTED;
@@ -1041,8 +1069,9 @@ teleport_keys *teleport_keys_acquire(request_rec *r,
         return keys;
     }
 
+    /* When force_refresh is set, current_keys() has just read meta. */
     switch (claim_fetch(r, source, options, force_refresh && keys != NULL,
-                        retry_after)) {
+                        force_refresh ? &meta : NULL, retry_after)) {
     case CLAIM_GRANTED:
         fresh = refresh(r, source, options);
         return fresh != NULL ? fresh : keys;
