@@ -7,6 +7,7 @@
 
 #include "apr_atomic.h"
 #include "apr_thread_mutex.h"
+#include "apr_thread_proc.h"
 
 #include <openssl/evp.h>
 #include <stdlib.h>
@@ -36,6 +37,11 @@ struct teleport_token_cache {
  * token.  Read-only once teleport_token_cache_create() has run. */
 static EVP_MD *sha256;
 
+/* Each thread's digest context, kept between requests: EVP_Digest() would
+ * allocate and free one, and take and drop a reference to sha256 (an
+ * atomic counter that every thread of the process writes), per token. */
+static apr_threadkey_t *digest_context_key;
+
 static void release(shared_token *shared)
 {
     if (shared != NULL && apr_atomic_dec32(&shared->references) == 0) {
@@ -54,6 +60,11 @@ static apr_status_t token_free_cleanup(void *data)
 {
     teleport_token_free(data);
     return APR_SUCCESS;
+}
+
+static void digest_context_free(void *data)
+{
+    EVP_MD_CTX_free(data);
 }
 
 static apr_status_t cache_cleanup(void *data)
@@ -79,6 +90,12 @@ teleport_token_cache *teleport_token_cache_create(apr_pool_t *p,
     if (sha256 == NULL) {
         sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
     }
+    if (digest_context_key == NULL
+        && apr_threadkey_private_create(&digest_context_key,
+                                        digest_context_free, p)
+           != APR_SUCCESS) {
+        digest_context_key = NULL;
+    }
     cache = apr_pcalloc(p, sizeof(*cache));
     cache->buckets = (capacity + WAYS - 1) / WAYS;
     cache->slots = apr_pcalloc(p, sizeof(cache_slot) * cache->buckets * WAYS);
@@ -90,9 +107,42 @@ teleport_token_cache *teleport_token_cache_create(apr_pool_t *p,
     return cache;
 }
 
+/* Return this thread's digest context set up for SHA-256, creating it on
+ * the thread's first call; NULL when that fails. */
+static EVP_MD_CTX *digest_context(void)
+{
+    void *stored = NULL;
+    EVP_MD_CTX *context;
+
+    if (digest_context_key == NULL || sha256 == NULL
+        || apr_threadkey_private_get(&stored, digest_context_key)
+           != APR_SUCCESS) {
+        return NULL;
+    }
+    if (stored != NULL) {
+        return stored;
+    }
+    context = EVP_MD_CTX_new();
+    if (context == NULL || EVP_DigestInit_ex(context, sha256, NULL) != 1
+        || apr_threadkey_private_set(context, digest_context_key)
+           != APR_SUCCESS) {
+        EVP_MD_CTX_free(context);
+        return NULL;
+    }
+    return context;
+}
+
 void teleport_token_digest(const char *compact, size_t length,
                            unsigned char digest[TELEPORT_DIGEST_LEN])
 {
+    EVP_MD_CTX *context = digest_context();
+
+    /* A NULL type starts a new hash with the context's own digest. */
+    if (context != NULL && EVP_DigestInit_ex(context, NULL, NULL) == 1
+        && EVP_DigestUpdate(context, compact, length) == 1
+        && EVP_DigestFinal_ex(context, digest, NULL) == 1) {
+        return;
+    }
     EVP_Digest(compact, length, digest, NULL,
                sha256 != NULL ? sha256 : EVP_sha256(), NULL);
 }
