@@ -829,24 +829,41 @@ static const teleport_token *inherited_token(request_rec *r,
     return state->token;
 }
 
-/* Verify compact with keys, or take the result of an earlier verification
- * of the same bytes with the same keys from the token cache.  digest is the
- * cache key, and NULL bypasses the cache.  Either way this location's
- * checks apply, and the token lives until r's pool is cleared. */
+/* Return the token memo of r's connection, creating it on the first
+ * request that uses the token cache. */
+static teleport_token_memo *connection_memo(request_rec *r)
+{
+    conn_rec *c = r->connection;
+    teleport_token_memo *memo;
+
+    memo = ap_get_module_config(c->conn_config, &auth_teleport_module);
+    if (memo == NULL) {
+        memo = teleport_token_memo_create(c->pool);
+        ap_set_module_config(c->conn_config, &auth_teleport_module, memo);
+    }
+    return memo;
+}
+
+/* Verify the token with keys, or take the result of an earlier
+ * verification of the same bytes with the same keys from the token cache.
+ * key NULL bypasses the cache.  Either way this location's checks apply,
+ * and the token lives until r's pool is cleared. */
 static teleport_verify_status verify_with_keys(request_rec *r,
                                                const teleport_keys *keys,
                                                const char *compact,
-                                               const unsigned char *digest,
+                                               teleport_token_key *key,
                                                const teleport_checks *checks,
                                                const teleport_token **token,
                                                teleport_error *error)
 {
     const unsigned char *version = teleport_keys_version(keys);
+    teleport_token_memo *memo = NULL;
     teleport_token *verified;
     teleport_verify_status status;
 
-    if (digest != NULL) {
-        *token = teleport_token_cache_get(token_cache, digest, version,
+    if (key != NULL) {
+        memo = connection_memo(r);
+        *token = teleport_token_cache_get(token_cache, memo, key, version,
                                           r->pool);
         if (*token != NULL) {
             return teleport_token_check(*token, checks, error);
@@ -858,8 +875,8 @@ static teleport_verify_status verify_with_keys(request_rec *r,
     if (status != TELEPORT_VERIFY_OK) {
         return status;
     }
-    if (digest != NULL) {
-        teleport_token_cache_put(token_cache, digest, version, verified,
+    if (key != NULL) {
+        teleport_token_cache_put(token_cache, memo, key, version, verified,
                                  r->pool);
     }
     else {
@@ -879,7 +896,7 @@ static teleport_verify_status verify(request_rec *r,
                                      teleport_error *error,
                                      apr_interval_time_t *retry_after)
 {
-    unsigned char digest[TELEPORT_DIGEST_LEN];
+    teleport_token_key key;
     teleport_fetch_options options;
     teleport_checks checks;
     teleport_keys *keys;
@@ -894,15 +911,13 @@ static teleport_verify_status verify(request_rec *r,
      * so the verifier rejects it before any decoding. */
     length = strlen(compact);
     use_cache = token_cache != NULL && length <= conf->max_token_size;
-    if (use_cache) {
-        teleport_token_digest(compact, length, digest);
-    }
+    teleport_token_key_init(&key, compact, length);
 
     keys = load_keys(r, conf, &options, 0, retry_after);
     if (keys == NULL) {
         return TELEPORT_VERIFY_KEY_NOT_FOUND;
     }
-    status = verify_with_keys(r, keys, compact, use_cache ? digest : NULL,
+    status = verify_with_keys(r, keys, compact, use_cache ? &key : NULL,
                               &checks, token, error);
     if (status != TELEPORT_VERIFY_KEY_NOT_FOUND) {
         return status;
@@ -913,7 +928,7 @@ static teleport_verify_status verify(request_rec *r,
     }
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
                   "TLP032: verifying again with refreshed keys");
-    return verify_with_keys(r, fresh, compact, use_cache ? digest : NULL,
+    return verify_with_keys(r, fresh, compact, use_cache ? &key : NULL,
                             &checks, token, error);
 }
 

@@ -132,8 +132,9 @@ static EVP_MD_CTX *digest_context(void)
     return context;
 }
 
-void teleport_token_digest(const char *compact, size_t length,
-                           unsigned char digest[TELEPORT_DIGEST_LEN])
+/* Compute the SHA-256 of length bytes of compact into digest. */
+static void digest_bytes(const char *compact, size_t length,
+                         unsigned char digest[TELEPORT_DIGEST_LEN])
 {
     EVP_MD_CTX *context = digest_context();
 
@@ -147,6 +148,102 @@ void teleport_token_digest(const char *compact, size_t length,
                sha256 != NULL ? sha256 : EVP_sha256(), NULL);
 }
 
+void teleport_token_key_init(teleport_token_key *key, const char *compact,
+                             size_t length)
+{
+    key->compact = compact;
+    key->length = length;
+    key->digested = 0;
+}
+
+static const unsigned char *key_digest(teleport_token_key *key)
+{
+    if (!key->digested) {
+        digest_bytes(key->compact, key->length, key->digest);
+        key->digested = 1;
+    }
+    return key->digest;
+}
+
+/* Connection memo */
+
+struct teleport_token_memo {
+    shared_token *shared;                      /* NULL: empty */
+    unsigned char version[TELEPORT_DIGEST_LEN];
+    char *bytes;                               /* the token's bytes */
+    size_t length;
+    size_t capacity;                           /* bytes allocated */
+    apr_pool_t *pool;
+};
+
+static apr_status_t memo_cleanup(void *data)
+{
+    teleport_token_memo *memo = data;
+
+    release(memo->shared);
+    memo->shared = NULL;
+    return APR_SUCCESS;
+}
+
+teleport_token_memo *teleport_token_memo_create(apr_pool_t *p)
+{
+    teleport_token_memo *memo = apr_pcalloc(p, sizeof(*memo));
+
+    memo->pool = p;
+    apr_pool_cleanup_register(p, memo, memo_cleanup, apr_pool_cleanup_null);
+    return memo;
+}
+
+/* Return memo's token, with a reference for the caller, when it was made
+ * from exactly key's bytes under version; NULL otherwise. */
+static shared_token *memo_get(const teleport_token_memo *memo,
+                              const teleport_token_key *key,
+                              const unsigned char version[TELEPORT_DIGEST_LEN])
+{
+    if (memo == NULL || memo->shared == NULL || memo->length != key->length
+        || memcmp(memo->version, version, TELEPORT_DIGEST_LEN) != 0
+        || memcmp(memo->bytes, key->compact, key->length) != 0) {
+        return NULL;
+    }
+    apr_atomic_inc32(&memo->shared->references);
+    return memo->shared;
+}
+
+/* Make shared, with one more reference, memo's token.  The buffer only
+ * grows, doubling from 1 KB up to TELEPORT_MEMO_MAX, so a connection's
+ * pool gains at most twice that, whatever the number of tokens it carries. */
+static void memo_set(teleport_token_memo *memo, const teleport_token_key *key,
+                     const unsigned char version[TELEPORT_DIGEST_LEN],
+                     shared_token *shared)
+{
+    shared_token *previous;
+
+    if (memo == NULL || key->length > TELEPORT_MEMO_MAX) {
+        return;
+    }
+    if (key->length > memo->capacity) {
+        size_t capacity = memo->capacity > 0 ? memo->capacity : 1024;
+
+        while (capacity < key->length) {
+            capacity *= 2;
+        }
+        if (capacity > TELEPORT_MEMO_MAX) {
+            capacity = TELEPORT_MEMO_MAX;
+        }
+        memo->bytes = apr_palloc(memo->pool, capacity);
+        memo->capacity = capacity;
+    }
+    apr_atomic_inc32(&shared->references);
+    previous = memo->shared;
+    memo->shared = shared;
+    memcpy(memo->bytes, key->compact, key->length);
+    memo->length = key->length;
+    memcpy(memo->version, version, TELEPORT_DIGEST_LEN);
+    release(previous);
+}
+
+/* Token cache */
+
 static cache_slot *bucket_of(teleport_token_cache *cache,
                              const unsigned char digest[TELEPORT_DIGEST_LEN])
 {
@@ -157,15 +254,31 @@ static cache_slot *bucket_of(teleport_token_cache *cache,
     return cache->slots + (size_t)(index % cache->buckets) * WAYS;
 }
 
+/* Give pool p (a request's) the reference to shared that the caller took,
+ * and return its token. */
+static const teleport_token *hold_for(apr_pool_t *p, shared_token *shared)
+{
+    apr_pool_cleanup_register(p, shared, release_cleanup,
+                              apr_pool_cleanup_null);
+    return shared->token;
+}
+
 const teleport_token *teleport_token_cache_get(
-    teleport_token_cache *cache,
-    const unsigned char digest[TELEPORT_DIGEST_LEN],
+    teleport_token_cache *cache, teleport_token_memo *memo,
+    teleport_token_key *key,
     const unsigned char version[TELEPORT_DIGEST_LEN], apr_pool_t *p)
 {
-    cache_slot *bucket = bucket_of(cache, digest);
-    shared_token *found = NULL;
+    const unsigned char *digest;
+    cache_slot *bucket;
+    shared_token *found = memo_get(memo, key, version);
     int i;
 
+    if (found != NULL) {
+        return hold_for(p, found);
+    }
+
+    digest = key_digest(key);
+    bucket = bucket_of(cache, digest);
     apr_thread_mutex_lock(cache->lock);
     for (i = 0; i < WAYS; i++) {
         if (bucket[i].shared != NULL
@@ -181,9 +294,8 @@ const teleport_token *teleport_token_cache_get(
     if (found == NULL) {
         return NULL;
     }
-    apr_pool_cleanup_register(p, found, release_cleanup,
-                              apr_pool_cleanup_null);
-    return found->token;
+    memo_set(memo, key, version, found);
+    return hold_for(p, found);
 }
 
 /* The slot to fill: one holding the same digest, an empty one, or the one
@@ -208,10 +320,12 @@ static cache_slot *choose_slot(cache_slot *bucket,
 }
 
 void teleport_token_cache_put(teleport_token_cache *cache,
-                              const unsigned char digest[TELEPORT_DIGEST_LEN],
+                              teleport_token_memo *memo,
+                              teleport_token_key *key,
                               const unsigned char version[TELEPORT_DIGEST_LEN],
                               teleport_token *token, apr_pool_t *p)
 {
+    const unsigned char *digest = key_digest(key);
     shared_token *shared = malloc(sizeof(*shared));
     shared_token *evicted;
     cache_slot *slot;
@@ -234,6 +348,6 @@ void teleport_token_cache_put(teleport_token_cache *cache,
     apr_thread_mutex_unlock(cache->lock);
 
     release(evicted);
-    apr_pool_cleanup_register(p, shared, release_cleanup,
-                              apr_pool_cleanup_null);
+    memo_set(memo, key, version, shared);
+    hold_for(p, shared);
 }

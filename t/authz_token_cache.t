@@ -7,7 +7,9 @@
 # skew, user claim), against the current time (it expires while cached),
 # and against the key set it was verified with (after a refresh drops its
 # key it is rejected).  The locations are in t/conf/extra_authz.conf.in.
-# The expiry case sleeps about 3 s at most.
+# Each connection also remembers the last token it sent (the connection
+# memo); the last groups check that only exactly those bytes match it.  The
+# expiry case sleeps about 3 s at most, the memo's key change case 1.2 s.
 use strict;
 use warnings;
 
@@ -17,7 +19,7 @@ use Teleport::Authz qw(new_agent tagged_request authz_log_entry);
 use Teleport::Test;
 use Teleport::Token qw(mint key_id teleport_claims jwks_v16);
 
-plan tests => 44;
+plan tests => 66;
 
 my $key = test_key('rsa-main');
 my $kid = key_id($key);
@@ -145,4 +147,61 @@ sub check_one_child {
     push @pids, check_request('cached, key removed', $agent, '/authz-rotate/env',
                               $old_token, 401, 'unknown_kid');
     check_one_child('key removed', @pids);
+}
+
+# Connection memo: a request that sends exactly the bytes of the previous
+# token on its connection takes it from the memo.  A token that differs in
+# one signature character, or another user's token, must not match it.
+{
+    my $agent = new_agent(keep_alive => 1);
+    my $alice = token_with(jti => 'memo-alice');
+    my $bob = token_with(username => 'bob', sub => 'bob', jti => 'memo-bob');
+    my ($signing_input, $signature) = $alice =~ /^(.+)\.([^.]+)$/;
+    my $middle = int(length($signature) / 2);
+    my $changed = substr($signature, $middle, 1) eq 'A' ? 'B' : 'A';
+    substr($signature, $middle, 1, $changed);
+    my $tampered = "$signing_input.$signature";
+    my @pids = (
+        check_request('memo: first token', $agent, '/authz-cache/env', $alice, 200),
+        check_request('memo: same bytes', $agent, '/authz-cache/env', $alice, 200),
+        check_request('memo: one signature character changed', $agent, '/authz-cache/env',
+                      $tampered, 401, 'bad_signature'),
+    );
+    for my $step ([ 'memo: other user', $bob, 'bob' ],
+                  [ 'memo: first user again', $alice, 'alice' ],
+                  [ 'memo: first user, same bytes', $alice, 'alice' ]) {
+        my ($name, $sent, $user) = @$step;
+        my ($response, $case) = tagged_request(agent => $agent, path => '/authz-cache/env',
+                                               token => $sent);
+        my $env = response_env($response);
+        my $entry = authz_log_entry($case) || {};
+        note("$name: got " . $response->code . ' user ' . ($env->{REMOTE_USER} // '(none)')
+            . ' pid ' . ($entry->{pid} // '?') . "; expected 200 user $user");
+        is($response->code, 200, "$name: status");
+        is($env->{REMOTE_USER}, $user, "$name: REMOTE_USER");
+        push @pids, $entry->{pid} // 'unknown';
+    }
+    check_one_child('memo', @pids);
+}
+
+# Connection memo and a key change: the memo holds a token of the old key
+# when another connection brings the new key set into the shared cache.
+# Every child compares its keys with the shared version at least once a
+# second, so after 1.2 s the same bytes on the first connection are
+# verified again and rejected.
+{
+    my $agent = new_agent(keep_alive => 1);
+    my $next = test_key('rsa-next');
+    my $token = token_with(jti => 'memo-rotate');
+    my @pids = (
+        check_request('memo, old key', $agent, '/authz-memo/env', $token, 200),
+        check_request('memo, old key again', $agent, '/authz-memo/env', $token, 200),
+    );
+    write_scenario_jwks('authz-memo', jwks_v16($next));
+    check_request('memo, new key on another connection', new_agent(keep_alive => 0),
+                  '/authz-memo/env', mint(key => $next, kid => key_id($next)), 200);
+    Time::HiRes::sleep(1.2);
+    push @pids, check_request('memo, key removed', $agent, '/authz-memo/env',
+                              $token, 401, 'unknown_kid');
+    check_one_child('memo, key change', @pids);
 }

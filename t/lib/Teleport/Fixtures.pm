@@ -59,6 +59,7 @@ my %SCENARIO = (
     'authz-main'       => { jwks => sub { jwks_v16($_[0]{'rsa-main'}) } },
     'authz-cache'      => { jwks => sub { jwks_v16($_[0]{'rsa-main'}) } },
     'authz-rotate'     => { jwks => sub { jwks_v16($_[0]{'rsa-main'}) } },
+    'authz-memo'       => { jwks => sub { jwks_v16($_[0]{'rsa-main'}) } },
 );
 
 # Teleport of 2020: one JWK per key, with neither "kid" nor "use".
