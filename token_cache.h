@@ -42,9 +42,10 @@ void teleport_token_key_init(teleport_token_key *key, const char *compact,
  * The token a connection used last.  A client that keeps its connection
  * open usually sends the same token with each request on it.  A request
  * whose token has exactly the bytes of the last one, under the same key set
- * version, takes it from here without hashing it or locking the cache.  A connection is served by one thread at a time, so the memo needs
- * no lock.  It holds at most one token and up to TELEPORT_MEMO_MAX bytes
- * from pool p, and releases the token when p is cleared.
+ * version, takes it from here without hashing it or locking the cache.
+ * A connection is served by one thread at a time, so the memo needs no
+ * lock.  It holds at most one token and up to twice TELEPORT_MEMO_MAX
+ * bytes from pool p, and releases the token when p is cleared.
  */
 typedef struct teleport_token_memo teleport_token_memo;
 
