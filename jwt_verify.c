@@ -1998,6 +1998,9 @@ void teleport_token_free(teleport_token *token)
     if (token == NULL) {
         return;
     }
+    if (token->annex != NULL && token->annex_free != NULL) {
+        token->annex_free(token->annex);
+    }
     json_decref(token->claims);
     free(token);
 }

@@ -162,6 +162,11 @@ typedef struct {
     const char *subject;  /* "sub" or NULL */
     long long expires;    /* "exp", truncated to whole seconds */
     int key_index;        /* index in the key set of the verifying key */
+    /* Values the caller derives from the token, set before the token is
+     * shared between threads; teleport_token_free() releases annex with
+     * annex_free. */
+    void *annex;
+    void (*annex_free)(void *annex);
 } teleport_token;
 
 /*

@@ -875,6 +875,15 @@ static teleport_verify_status verify_with_keys(request_rec *r,
     if (status != TELEPORT_VERIFY_OK) {
         return status;
     }
+    if (!teleport_identity_prepare(verified)) {
+        teleport_token_free(verified);
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, APR_ENOMEM, r,
+                      "TLP034: out of memory building the identity of a "
+                      "verified token");
+        /* No reason: the caller answers 503, as when keys are missing. */
+        error->reason = NULL;
+        return TELEPORT_VERIFY_INVALID;
+    }
     if (key != NULL) {
         teleport_token_cache_put(token_cache, memo, key, version, verified,
                                  r->pool);

@@ -9,6 +9,12 @@
 #include "httpd.h"
 #include "jwt_verify.h"
 
+/* Build the values that teleport_identity_set() and
+ * teleport_identity_set_headers() give every request with this token, and
+ * keep them with it.  Call once, right after verification; return 0 when
+ * out of memory. */
+int teleport_identity_prepare(teleport_token *token);
+
 /* Set r->user from user_claim, which the caller has validated for this
  * location (token->user names the claim of the location that first
  * verified the token), and the TELEPORT_* environment. */
