@@ -1077,11 +1077,11 @@ field() {
     printf '%s\n' "${values[$(($2 - 1))]:-}"
 }
 
-# Print the mean of field $1 over the no-auth runs (at the start and at the
-# end), the baseline of every ratio.
+# Print the mean of field $1 over the no-auth runs (at the start, in the
+# middle and at the end), the baseline of every ratio.
 baseline() {
     local id values=()
-    for id in noauth noauth-end; do
+    for id in noauth noauth-mid noauth-end; do
         if [[ -n ${RESULTS_BY_ID[$id]:-} ]]; then
             values+=("$(field "$id" "$1")")
         fi
@@ -1180,8 +1180,8 @@ print_table() {
     done
     cat <<EOF
 
-req/s: wrk's Requests/sec. ratio: req/s over the mean of the two no-auth
-runs (first and last case). httpd us/req: utime+stime of all httpd
+req/s: wrk's Requests/sec. ratio: req/s over the mean of the three no-auth
+runs (first, middle and last case). httpd us/req: utime+stime of all httpd
 processes of the case (from /proc) during the run, per request; +httpd: the
 same minus the no-auth mean. wrk us/r: wrk's CPU time per request. CPU
 ratio: (httpd + wrk) CPU per request of no auth over that of the case, what
@@ -1241,7 +1241,7 @@ print_report() {
     fi
 }
 
-# Run every throughput case, no auth first and last.
+# Run every throughput case, with no auth first, in the middle and last.
 run_all_cases() {
     local t=Teleport-Jwt-Assertion a=Authorization
     local n=$token_count
@@ -1267,6 +1267,11 @@ run_all_cases() {
     # counter and the rate limit work, so a 0 above means something.
     run_case random-kid-2 "ours random unknown kid, MinRefresh 2" teleport \
         "    TeleportJWKSMinRefresh 2" "random $TOKENS/rs256-one.txt" 401
+
+    # No auth in the middle too: the baseline is the mean of three runs
+    # spread over the invocation, not of its two ends only.
+    run_case noauth-mid "no auth, again in the middle" noauth "" \
+        "fixed $t $TOKENS/rs256-one.txt" 200
 
     if ((run_peer)); then
         run_case oidc-rs256-one "mod_auth_openidc RS256, one token" \
