@@ -39,7 +39,7 @@ warmup=2
 token_count=5000
 token_cache=1024
 memory_requests=1000000
-memory_seconds=60
+memory_seconds=90
 port_base=19180
 run_peer=1
 run_cases=1
@@ -74,7 +74,7 @@ token-minting packages), builds the module, and measures each case with
 wrk -t$WRK_THREADS -c$WRK_CONNECTIONS against an httpd on 127.0.0.1. Prints a table of
 requests/s, server CPU per request, the ratio to no authentication and the
 JWKS downloads per case, the openssl speed verify rates, and a memory
-check. With the defaults the whole run takes about 5 minutes.
+check. With the defaults the whole run takes about 7 minutes.
 
 Options:
   --duration SECONDS        measured time per case (default: $duration)
