@@ -777,6 +777,44 @@ static void test_algorithms(void)
                    "INVALID alg_not_allowed");
 }
 
+/* A signature made with one algorithm under the name of another: the
+ * padding (PKCS #1 v1.5 or PSS) and the hash that the header's "alg" names
+ * must both match, for a key that may verify every RSA algorithm. */
+static void test_signature_confusion(void)
+{
+    static const struct {
+        const char *named;   /* "alg" in the header */
+        const char *signer;  /* algorithm that made the signature */
+    } cases[] = {
+        { "RS256", "PS256" }, { "PS256", "RS256" }, { "RS256", "RS384" },
+        { "RS384", "RS256" }, { "RS512", "RS256" }, { "PS256", "PS384" },
+        { "PS512", "PS256" }, { "PS384", "RS384" }
+    };
+    teleport_checks checks = default_checks();
+    teleport_keyset *keys =
+        parse_keys(jwks(with(jwk(rsa_key, "rsa"), "alg", NULL), NULL));
+    size_t i;
+
+    checks.algorithms = ALL_ALGS;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *named = cases[i].named;
+        const char *signer = cases[i].signer;
+
+        expect(format("%s signature named %s", signer, named),
+               make_token(rsa_key, signer, header_for(named, "rsa"),
+                          dump(claims())),
+               keys, &checks, "INVALID bad_signature");
+        expect(format("%s signature named %s, no kid", signer, named),
+               make_token(rsa_key, signer, header_for(named, NULL),
+                          dump(claims())),
+               keys, &checks, "KEY_NOT_FOUND bad_signature");
+        expect(format("%s signature named %s, control", named, named),
+               make_token(rsa_key, named, header_for(named, "rsa"),
+                          dump(claims())),
+               keys, &checks, "OK");
+    }
+}
+
 /* ---- ECDSA signature encoding ------------------------------------------- */
 
 /* Replace the signature segment of token with sig. */
@@ -2074,6 +2112,7 @@ int main(void)
     test_base64url();
     test_teleport_versions();
     test_algorithms();
+    test_signature_confusion();
     test_ecdsa_encoding();
     test_forbidden_algs();
     test_key_selection();
