@@ -753,9 +753,11 @@ static int rate_limited(apr_time_t last, apr_time_t now,
  *
  * seen is the meta record the caller read just before, or NULL.  A forced
  * refresh that it already rate-limits is refused without the global mutex:
- * the shared forced time only grows, so the result under the mutex would be
- * the same.  Tokens with random kids then cost one round trip through the
- * global mutex, not two.
+ * the shared forced time only grows, so the mutex would not grant it
+ * either.  Tokens with random kids then cost one round trip through the
+ * global mutex, not two.  A fetch that another process starts between the
+ * two reads makes such a request get 401 rather than wait for that fetch,
+ * as it would if the fetch started just after the lock was released.
  */
 static claim_result claim_fetch(request_rec *r,
                                 const teleport_key_source *source,

@@ -1164,7 +1164,11 @@ typedef struct {
 
 /* Verify with a copy of the context prepared for the key and algorithm.
  * An EVP_PKEY_CTX must not be used by two threads at once, and copying
- * one skips the provider lookups that initialising a new one makes. */
+ * one skips the provider lookups that initialising a new one makes.
+ * Threads copy the shared context concurrently: in OpenSSL 3.0,
+ * EVP_PKEY_CTX_dup only reads its source and takes references atomically,
+ * and the default provider's RSA and ECDSA dupctx copy without writing
+ * it.  OpenSSL does not promise this for every provider. */
 static int verify_prepared(EVP_PKEY_CTX *prepared,
                            const signed_token *signed_input,
                            const unsigned char *sig, size_t sig_len)

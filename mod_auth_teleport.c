@@ -830,12 +830,17 @@ static const teleport_token *inherited_token(request_rec *r,
 }
 
 /* Return the token memo of r's connection, creating it on the first
- * request that uses the token cache. */
+ * request that uses the token cache; NULL for an HTTP/2 stream, whose
+ * connection record (mod_http2's secondary connection) serves one request
+ * only. */
 static teleport_token_memo *connection_memo(request_rec *r)
 {
     conn_rec *c = r->connection;
     teleport_token_memo *memo;
 
+    if (c->master != NULL) {
+        return NULL;
+    }
     memo = ap_get_module_config(c->conn_config, &auth_teleport_module);
     if (memo == NULL) {
         memo = teleport_token_memo_create(c->pool);
