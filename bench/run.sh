@@ -105,7 +105,8 @@ Options:
                             it and a summary (bench/perf-breakdown) per case
                             into DIR; perf slows httpd, so the figures of
                             such a run are not comparable with others
-  --keep                    keep the work directory (configs, logs, tokens)
+  --keep                    keep the work directory (configs, logs, tokens);
+                            a failed run always keeps it
   --help                    show this help
 
 Run as root to install packages; httpd's children then run as www-data.
@@ -288,8 +289,8 @@ WORK_DIR=""
 STARTED_SERVERS=()
 SAMPLER_PID=""
 
-# Stop what this run started and remove its work directory; the EXIT trap
-# runs it.
+# Stop what this run started and remove its work directory (unless --keep
+# or the run failed); the EXIT trap runs it.
 # shellcheck disable=SC2317  # reached only through the trap
 cleanup() {
     local status=$? dir
@@ -305,7 +306,8 @@ cleanup() {
         stop_server "$dir" || true
     done
     if [[ -n $WORK_DIR && -d $WORK_DIR ]]; then
-        if ((keep_work_dir)); then
+        # A failed run keeps it: its warnings name logs in it.
+        if ((keep_work_dir || status != 0)); then
             log "kept the work directory $WORK_DIR"
         else
             rm -rf -- "$WORK_DIR"
@@ -843,6 +845,21 @@ CASE_IDS=()
 declare -A CASE_LABELS=()
 declare -A RESULTS_BY_ID=()
 
+# Print wrk's "Socket errors" line of output file $1 without its label.
+socket_error_line() {
+    sed -n 's/^ *Socket errors: *//p' -- "$1" | head -n 1
+}
+
+# Print where wrk's output stays, or how to keep it: the work directory
+# is removed at exit unless --keep is given.
+kept_note() {
+    if ((keep_work_dir)); then
+        printf '; wrk output in %s/wrk' "$WORK_DIR"
+    else
+        printf '; run with --keep to keep wrk output'
+    fi
+}
+
 # Run one case: $1 id, $2 label, $3 server kind, $4 directives for the
 # <Location>, $5 load, $6 the status every response must have.
 run_case() {
@@ -940,8 +957,8 @@ run_case() {
         CHECK_FAILURES=$((CHECK_FAILURES + 1))
     fi
     if ((socket_errors > 0)); then
-        warn "$label: wrk counted $socket_errors socket errors; see" \
-            "$WORK_DIR/wrk/$id.txt"
+        warn "$label: wrk counted $socket_errors socket errors" \
+            "($(socket_error_line "$WORK_DIR/wrk/$id.txt"))$(kept_note)"
     fi
 
     cpu_us=$(per_request_us $((cpu_after - cpu_before)) "$requests")
@@ -1023,8 +1040,11 @@ memory_check() {
         CHECK_FAILURES=$((CHECK_FAILURES + 1))
     fi
     if ((socket_errors > 0)); then
-        warn "memory check: wrk counted $socket_errors socket errors; see" \
-            "$WORK_DIR/wrk/memory-long.txt"
+        local detail
+        detail=$(socket_error_line "$WORK_DIR/wrk/memory-long.txt")
+        warn "memory check: wrk counted $socket_errors socket errors" \
+            "($detail)$(kept_note)"
+        MEMORY_LINES+=("wrk socket errors during the long run: $detail")
     fi
     stop_server "$dir"
 
