@@ -752,9 +752,9 @@ static int rate_limited(apr_time_t last, apr_time_t now,
  * child stops counting as running after the fetch timeout.
  *
  * seen is the meta record the caller read just before, or NULL.  A forced
- * refresh that it already rate-limits is refused without the global mutex:
- * the shared forced time only grows, so the mutex would not grant it
- * either.  Tokens with random kids then cost one round trip through the
+ * refresh that seen already rate-limits is rejected without taking the
+ * global mutex, because the shared forced time only grows and the locked
+ * check would reject it too.  Tokens with random kids then cost one round trip through the
  * global mutex, not two.  A fetch that another process starts between the
  * two reads makes such a request get 401 rather than wait for that fetch,
  * as it would if the fetch started just after the lock was released.

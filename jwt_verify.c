@@ -103,11 +103,11 @@ typedef struct {
     unsigned algs;      /* TELEPORT_ALG_* bits this key may verify */
     int bits;
     int alias;          /* same key material as an earlier entry */
-    /* Per algorithm (index in algorithms[]) that this key may verify and
-     * that hashes outside the signature: a context initialised for
-     * verification with the key, the hash and the padding, duplicated for
-     * each signature.  NULL where preparing failed: such a signature is
-     * verified the slower way, from the key. */
+    /* Verification contexts set up with the key, hash and padding, one per
+     * algorithm (index in algorithms[]) that the key may verify and that
+     * hashes outside the signature.  Each signature uses a copy.  An entry
+     * is NULL where preparation failed, and such signatures are verified
+     * from the key instead. */
     EVP_PKEY_CTX *prepared[ALG_COUNT];
 } keyset_entry;
 
@@ -115,8 +115,9 @@ struct teleport_keyset {
     keyset_entry *keys;
     size_t count;
     /* Hash of each algorithm (index in algorithms[]), fetched once per key
-     * set: OpenSSL 3 looks an implementation up again for every call that
-     * names it, which costs more than hashing a token. */
+     * set.  OpenSSL 3 looks an implementation up again for every call that
+     * names it, and in this module's benchmark profile that lookup cost
+     * more than hashing a token. */
     EVP_MD *digests[ALG_COUNT];
 };
 

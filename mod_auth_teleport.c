@@ -885,7 +885,8 @@ static teleport_verify_status verify_with_keys(request_rec *r,
         ap_log_rerror(APLOG_MARK, APLOG_ERR, APR_ENOMEM, r,
                       "TLP034: out of memory building the identity of a "
                       "verified token");
-        /* No reason: the caller answers 503, as when keys are missing. */
+        /* error->reason stays NULL, so authenticate() returns 503, as
+         * it does when keys are missing. */
         error->reason = NULL;
         return TELEPORT_VERIFY_INVALID;
     }

@@ -210,7 +210,7 @@ static shared_token *memo_get(const teleport_token_memo *memo,
 }
 
 /* Make shared, with one more reference, memo's token.  The buffer only
- * grows, doubling from 1 KB up to TELEPORT_MEMO_MAX, so a connection's
+ * grows, doubling from 1 KiB up to TELEPORT_MEMO_MAX, so a connection's
  * pool gains at most twice that, whatever the number of tokens it carries. */
 static void memo_set(teleport_token_memo *memo, const teleport_token_key *key,
                      const unsigned char version[TELEPORT_DIGEST_LEN],

@@ -24,9 +24,9 @@ teleport_token_cache *teleport_token_cache_create(apr_pool_t *p,
                                                   unsigned capacity);
 
 /*
- * The token of one request as a cache key: its bytes, and their digest,
- * computed at most once, when a lookup first needs it.  Set up with
- * teleport_token_key_init().
+ * The token of one request as a cache key: its bytes and their SHA-256.
+ * The first lookup that needs the digest computes it and later lookups
+ * reuse it.  Set up with teleport_token_key_init().
  */
 typedef struct {
     const char *compact;
