@@ -61,6 +61,10 @@ my @bad = (
     [ 'header name with space',     qq(TeleportProxyURL $url\nTeleportHeader "X Token"), [ 'TeleportHeader', 'X Token' ] ],
     [ 'server: unknown cache provider', "TeleportCache nosuchcache",         [ 'TeleportCache', 'nosuchcache' ] ],
     [ 'cache inside Location',      "TeleportProxyURL $url\nTeleportCache shmcb", [ 'TeleportCache' ] ],
+    [ 'server: negative token cache', "TeleportTokenCache -1",              [ 'TeleportTokenCache', '-1' ] ],
+    [ 'server: token cache not a number', "TeleportTokenCache many",        [ 'TeleportTokenCache', 'many' ] ],
+    [ 'server: token cache over maximum', "TeleportTokenCache 1048577",     [ 'TeleportTokenCache', '1048577' ] ],
+    [ 'token cache inside Location', "TeleportProxyURL $url\nTeleportTokenCache 10", [ 'TeleportTokenCache' ] ],
     [ 'AuthType without key source', '',                                     [ qr/TeleportProxyURL|TeleportJWKSFile/ ] ],
 );
 
