@@ -156,6 +156,7 @@ void teleport_token_key_init(teleport_token_key *key, const char *compact,
     key->digested = 0;
 }
 
+/* Return the digest of key's bytes, computing it on the first call. */
 static const unsigned char *key_digest(teleport_token_key *key)
 {
     if (!key->digested) {
